@@ -1,0 +1,3 @@
+from pocketserve.cli import main
+
+raise SystemExit(main())

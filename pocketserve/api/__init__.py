@@ -1,0 +1,1 @@
+"""HTTP layer: OpenAI wire schemas, thin routes, error envelope, SSE."""

@@ -1,0 +1,22 @@
+"""Typed dependencies: the app's settings and model registry, from `app.state`."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from pocketserve.config import Settings
+from pocketserve.serving.registry import ModelRegistry
+
+
+def get_settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return cast(ModelRegistry, request.app.state.registry)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

@@ -1,0 +1,97 @@
+"""Pieces shared by the text-generation request schemas."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from jsonschema import SchemaError
+from jsonschema.validators import validator_for
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pocketserve.engines.chat import SamplingParams
+from pocketserve.errors import InvalidRequest
+
+
+class Request(BaseModel):
+    """Unknown fields are ignored, as most OpenAI-compatible servers do, so newer SDKs work."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class StreamOptions(Request):
+    include_usage: bool = False
+
+
+class JsonSchemaFormat(Request):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _is_valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        try:
+            validator_for(schema).check_schema(schema)
+        except SchemaError as exc:
+            raise ValueError(f"not a valid JSON schema: {exc.message}") from exc
+        return schema
+
+
+class ResponseFormat(Request):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+Temperature = Annotated[float | None, Field(default=None, ge=0, le=2)]
+Penalty = Annotated[float | None, Field(default=None, ge=-2, le=2)]
+
+
+class SamplingFields(Request):
+    """The sampling parameters chat and completions share, and their conversion."""
+
+    model: str
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: Temperature = None
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: Penalty = None
+    frequency_penalty: Penalty = None
+    repetition_penalty: float | None = Field(default=None, gt=0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = Field(default=1, ge=1, le=64)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > 16:
+            raise ValueError("at most 16 stop sequences")
+        return stop
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def sampling(self, *, max_tokens: int | None, logprobs: bool, top_logprobs: int,
+                 response_format: ResponseFormat | None = None) -> SamplingParams:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        params = SamplingParams(
+            max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
+            top_k=self.top_k, min_p=self.min_p, presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty, repetition_penalty=self.repetition_penalty,
+            seed=self.seed, stop=[s for s in stop if s], n=self.n, logprobs=logprobs,
+            top_logprobs=top_logprobs,
+        )
+        if response_format is not None and response_format.type == "json_schema":
+            if response_format.json_schema is None:
+                raise InvalidRequest("response_format of type json_schema needs `json_schema`",
+                                     param="response_format.json_schema")
+            params.json_schema = response_format.json_schema.schema_
+        elif response_format is not None and response_format.type == "json_object":
+            params.json_object = True
+        return params

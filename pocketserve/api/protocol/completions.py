@@ -1,0 +1,47 @@
+"""POST /v1/completions request schema (OpenAI's legacy CreateCompletionRequest)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from pocketserve.api.protocol.common import SamplingFields
+from pocketserve.engines.chat import CompletionRequest as EngineCompletion
+from pocketserve.errors import InvalidRequest
+
+Prompt = str | list[str] | list[int] | list[list[int]]
+
+
+class CompletionRequest(SamplingFields):
+    prompt: Prompt
+    max_tokens: int | None = Field(default=16, ge=1)
+    echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+    suffix: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, prompt: Prompt) -> Prompt:
+        if isinstance(prompt, list) and (not prompt or any(p == [] for p in prompt)):
+            raise ValueError("prompt must not be an empty list")
+        return prompt
+
+    def prompts(self) -> list[str | list[int]]:
+        """The prompt as a list of single prompts (text or token ids)."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if all(isinstance(x, int) for x in p):
+            return [[int(x) for x in p if isinstance(x, int)]]
+        return [x for x in p if isinstance(x, str | list)]
+
+    def to_engine(self) -> list[EngineCompletion]:
+        if self.suffix:
+            raise InvalidRequest("suffix is not supported", param="suffix")
+        if self.echo and self.logprobs is not None:
+            raise InvalidRequest(
+                "echo together with logprobs is not supported: the backend gives no prompt "
+                "logprobs", param="echo")
+        sampling = self.sampling(max_tokens=self.max_tokens, logprobs=self.logprobs is not None,
+                                 top_logprobs=self.logprobs or 0)
+        return [EngineCompletion(prompt=p, sampling=sampling, echo=self.echo)
+                for p in self.prompts()]

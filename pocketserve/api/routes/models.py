@@ -1,0 +1,45 @@
+"""GET /v1/models, /v1/models/{id} and /health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from pocketserve.api.deps import RegistryDep
+from pocketserve.serving.registry import ModelStatus
+
+router = APIRouter()
+
+
+def _model_object(status: ModelStatus, created: int) -> dict[str, Any]:
+    return {
+        "id": status.id, "object": "model", "created": created, "owned_by": "pocketserve",
+        "capability": status.capability, "backend": status.backend, "aliases": status.aliases,
+        "state": status.state, "error": status.error,
+        "context_length": status.info.get("context_length"),
+    }
+
+
+@router.get("/v1/models")
+async def list_models(registry: RegistryDep) -> dict[str, Any]:
+    created = registry.started_at
+    return {"object": "list",
+            "data": [_model_object(s, created) for s in registry.statuses()]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, registry: RegistryDep) -> dict[str, Any]:
+    spec = registry.spec(model_id)
+    status = next(s for s in registry.statuses() if s.id == spec.id)
+    return _model_object(status, registry.started_at)
+
+
+@router.get("/health")
+async def health(registry: RegistryDep) -> JSONResponse:
+    states = {s.id: s.state for s in registry.statuses()}
+    not_ready = sorted(name for name, state in states.items() if state != "ready")
+    body = {"status": "ok" if not not_ready else "unavailable", "models": states,
+            "not_ready": not_ready}
+    return JSONResponse(body, status_code=200 if not not_ready else 503)

@@ -1,0 +1,71 @@
+"""Server-sent events: framing, early errors as HTTP statuses, and cancel on disconnect.
+
+When the client goes away, Starlette cancels the task iterating these generators; each layer
+closes the one below it (`aclosing`), down to the worker stream, which tells the worker to
+drop the request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+from fastapi.responses import StreamingResponse
+
+from pocketserve.api.errors import error_body
+from pocketserve.errors import PocketserveError
+
+T = TypeVar("T")
+
+
+async def primed(source: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Pull the first item now, so a request that fails at once fails with its HTTP status."""
+    iterator = aiter(source)
+    try:
+        first = await anext(iterator)
+    except StopAsyncIteration:
+        return _empty()
+    except BaseException:
+        await _close(iterator)
+        raise
+    return _chain(first, iterator)
+
+
+async def _empty() -> AsyncIterator[Any]:
+    return
+    yield  # pragma: no cover
+
+
+async def _chain(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    try:
+        yield first
+        async for item in rest:
+            yield item
+    finally:
+        await _close(rest)
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _frames(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async with aclosing(chunks):  # type: ignore[type-var]
+        try:
+            async for chunk in chunks:
+                yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+        except PocketserveError as exc:
+            body = error_body(exc.message, exc.kind, exc.param, exc.code)
+            yield b"data: " + json.dumps(body).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def sse_response(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    return StreamingResponse(
+        _frames(chunks), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

