@@ -46,13 +46,14 @@ def start_server(models: list[str], *args: str, env: dict[str, str] | None = Non
                  wait_ready: bool = True, timeout_s: float = 180) -> RunningServer:
     """`pocketserve serve` on a free port; returns once /health says every model is ready."""
     port = free_port()
-    log_file = tempfile.NamedTemporaryFile(prefix="pocketserve-", suffix=".log", delete=False)
+    fd, log_name = tempfile.mkstemp(prefix="pocketserve-", suffix=".log")
     cmd = [sys.executable, "-m", "pocketserve", "serve", "--port", str(port), *args]
     for model in models:
         cmd += ["--model", model]
-    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT,
                             env={**os.environ, **(env or {})})
-    server = RunningServer(proc, port, Path(log_file.name))
+    os.close(fd)
+    server = RunningServer(proc, port, Path(log_name))
     if wait_ready:
         wait_healthy(server, timeout_s)
     return server

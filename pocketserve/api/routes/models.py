@@ -17,7 +17,7 @@ def _model_object(status: ModelStatus, created: int) -> dict[str, Any]:
     return {
         "id": status.id, "object": "model", "created": created, "owned_by": "pocketserve",
         "capability": status.capability, "backend": status.backend, "aliases": status.aliases,
-        "state": status.state, "error": status.error,
+        "state": status.state, "error": status.error, "restarts": status.restarts,
         "context_length": status.info.get("context_length"),
     }
 

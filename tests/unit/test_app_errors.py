@@ -1,0 +1,58 @@
+"""The HTTP layer's error mapping, on an app serving no model (no worker is started)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pocketserve.api.app import create_app
+from pocketserve.config import Settings
+
+
+@pytest.fixture()
+def http() -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(models=[], max_body_bytes=4096))) as client:
+        yield client
+
+
+def test_validation_names_nested_param(http: TestClient) -> None:
+    reply = http.post("/v1/chat/completions", json={
+        "model": "m", "messages": [{"role": "user", "content": "x"}],
+        "response_format": {"type": "xml"}})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["param"] == "response_format.type"
+
+
+def test_unknown_model_with_nothing_served(http: TestClient) -> None:
+    reply = http.post("/v1/completions", json={"model": "m", "prompt": "x"})
+    assert reply.status_code == 404
+    assert "Available models: none" in reply.json()["error"]["message"]
+
+
+def test_declared_and_chunked_bodies_over_limit(http: TestClient) -> None:
+    big = b"x" * 5000
+    declared = http.post("/v1/completions", content=big,
+                         headers={"content-type": "application/json"})
+    assert declared.status_code == 413
+    chunked = http.post("/v1/completions", content=iter([big[:3000], big[3000:]]),
+                        headers={"content-type": "application/json"})
+    assert chunked.status_code == 413
+    assert chunked.json()["error"]["code"] == "request_too_large"
+
+
+def test_small_chunked_body_is_replayed(http: TestClient) -> None:
+    body = b'{"model": "m", "prompt": "x"}'
+    reply = http.post("/v1/completions", content=iter([body[:10], body[10:]]),
+                      headers={"content-type": "application/json"})
+    assert reply.status_code == 404  # parsed fine, then the model is unknown
+
+
+def test_method_not_allowed_is_enveloped(http: TestClient) -> None:
+    reply = http.get("/v1/chat/completions")
+    assert reply.status_code == 405 and "error" in reply.json()
+
+
+def test_health_with_no_models(http: TestClient) -> None:
+    assert http.get("/health").json() == {"status": "ok", "models": {}, "not_ready": []}
