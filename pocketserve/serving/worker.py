@@ -12,14 +12,17 @@ import itertools
 import logging
 import socket
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import psutil
+
 from pocketserve.config import ModelSpec
-from pocketserve.errors import ModelNotReady, PocketserveError
-from pocketserve.serving.ipc import CANCEL, new_unpacker, pack
+from pocketserve.errors import DeadlineExceeded, ModelNotReady, PocketserveError
+from pocketserve.serving.ipc import CANCEL, STATS, new_unpacker, pack
 
 log = logging.getLogger("pocketserve.worker")
 
@@ -29,7 +32,7 @@ class WorkerState(StrEnum):
     READY = "ready"
     RESTARTING = "restarting"
     FAILED = "failed"
-    STOPPED = "stopped"
+    STOPPED = "unloaded"
 
 
 @dataclass
@@ -41,6 +44,18 @@ class WorkerOptions:
 
 
 _CRASHED = {"event": "crashed"}
+
+
+async def _next(queue: asyncio.Queue[dict[str, Any]], deadline: float | None,
+                model: str) -> dict[str, Any]:
+    """The next message, or DeadlineExceeded once the request's time is up."""
+    if deadline is None:
+        return await queue.get()
+    try:
+        return await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"The request to model {model!r} ran past its deadline and was stopped.") from None
 
 
 class WorkerProcess:
@@ -85,19 +100,24 @@ class WorkerProcess:
         self.state = WorkerState.STOPPED
         self.pid = None
 
-    async def stream(self, op: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Events of one request. Leaving early (client gone) cancels it in the worker."""
+    async def stream(self, op: str, payload: dict[str, Any], *, deadline: float | None = None,
+                     request_id: str | None = None) -> AsyncGenerator[dict[str, Any]]:
+        """Events of one request. Leaving early (client gone, deadline) cancels it in the
+        worker, which drops it at its next step."""
         if self.state != WorkerState.READY or self._writer is None:
             raise ModelNotReady(self._not_ready_message())
-        request_id = next(self._ids)
+        wire_id = next(self._ids)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._pending[request_id] = queue
+        self._pending[wire_id] = queue
         writer = self._writer
-        writer.write(pack({"id": request_id, "op": op, "payload": payload}))
+        message: dict[str, Any] = {"id": wire_id, "op": op, "payload": payload}
+        if request_id is not None:
+            message["rid"] = request_id
+        writer.write(pack(message))
         finished = False
         try:
             while True:
-                message = await queue.get()
+                message = await _next(queue, deadline, self.spec.id)
                 event = message["event"]
                 if event == "data":
                     yield message["data"]
@@ -111,15 +131,35 @@ class WorkerProcess:
                     f"The worker of model {self.spec.id!r} stopped while serving this request; "
                     "it is being restarted.")
         finally:
-            self._pending.pop(request_id, None)
+            self._pending.pop(wire_id, None)
             if not finished and not writer.is_closing():
-                writer.write(pack({"id": request_id, "op": CANCEL}))
+                writer.write(pack({"id": wire_id, "op": CANCEL}))
 
-    async def call(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, op: str, payload: dict[str, Any], *,
+                   deadline: float | None = None) -> dict[str, Any]:
         """A request answered by exactly one data event."""
-        async for data in self.stream(op, payload):
+        async for data in self.stream(op, payload, deadline=deadline):
             return data
         raise ModelNotReady(f"model {self.spec.id!r} gave no answer to {op!r}")
+
+    async def stats(self) -> dict[str, Any]:
+        """What the worker process itself is doing (active requests, events emitted); it
+        answers from its reader thread, so this is quick even when the model is busy."""
+        if self.state != WorkerState.READY:
+            return {"active": 0, "events": 0}
+        try:
+            return await self.call(STATS, {}, deadline=time.monotonic() + 2.0)
+        except (PocketserveError, ConnectionError):
+            return {"active": 0, "events": 0}
+
+    def memory_bytes(self) -> int:
+        """Resident memory of the worker process (0 when none runs)."""
+        if self.pid is None or self.state not in (WorkerState.READY, WorkerState.LOADING):
+            return 0
+        try:
+            return int(psutil.Process(self.pid).memory_info().rss)
+        except psutil.Error:
+            return 0
 
     def _not_ready_message(self) -> str:
         state = self.state.value

@@ -21,7 +21,7 @@ from pocketserve.catalog import resolve_source
 from pocketserve.config import ModelSpec
 from pocketserve.engines.base import Engine
 from pocketserve.errors import EngineFailure, PocketserveError
-from pocketserve.serving.ipc import CANCEL, BlockingChannel
+from pocketserve.serving.ipc import CANCEL, STATS, BlockingChannel
 
 log = logging.getLogger("pocketserve.worker")
 
@@ -55,11 +55,15 @@ def serve(channel: BlockingChannel, engine: Engine) -> None:
     """Dispatch requests to threads until the server closes the socket."""
     handlers = engine.handlers()
     running: dict[int, threading.Event] = {}
+    emitted = [0]  # data events sent, for the server's `stats`
     lock = threading.Lock()
 
-    def run(request_id: int, op: str, payload: dict[str, Any], cancelled: threading.Event) -> None:
+    def run(request_id: int, op: str, payload: dict[str, Any], cancelled: threading.Event,
+            rid: str) -> None:
         def emit(data: dict[str, Any]) -> None:
             channel.send({"id": request_id, "event": "data", "data": data})
+            with lock:
+                emitted[0] += 1
 
         try:
             handler = handlers.get(op)
@@ -70,12 +74,14 @@ def serve(channel: BlockingChannel, engine: Engine) -> None:
         except PocketserveError as exc:
             channel.send({"id": request_id, "event": "error", "error": exc.to_wire()})
         except Exception as exc:
-            log.error("request %s failed:\n%s", request_id, traceback.format_exc())
+            log.error("[%s] request failed:\n%s", rid, traceback.format_exc())
             failure = EngineFailure(f"the model failed: {type(exc).__name__}: {exc}")
             channel.send({"id": request_id, "event": "error", "error": failure.to_wire()})
         finally:
             with lock:
                 running.pop(request_id, None)
+            if cancelled.is_set():
+                log.debug("[%s] request %s cancelled", rid, request_id)
 
     with ThreadPoolExecutor(max_workers=64, thread_name_prefix="op") as pool:
         for message in channel.messages():
@@ -86,11 +92,17 @@ def serve(channel: BlockingChannel, engine: Engine) -> None:
                 if event is not None:
                     event.set()
                 continue
+            if message["op"] == STATS:
+                with lock:
+                    stats = {"active": len(running), "events": emitted[0]}
+                channel.send({"id": request_id, "event": "data", "data": stats})
+                channel.send({"id": request_id, "event": "end"})
+                continue
             cancelled = threading.Event()
             with lock:
                 running[request_id] = cancelled
             pool.submit(run, request_id, str(message["op"]), message.get("payload") or {},
-                        cancelled)
+                        cancelled, str(message.get("rid", request_id)))
         # The server went away: stop everything still running, then exit.
         with lock:
             for event in running.values():
