@@ -65,8 +65,9 @@ class Loader:
     async def _load(self, model: ServedModel) -> None:
         async with self._budget_lock:
             model.load_error = None
-            if self.budget_bytes is not None:
-                await self._make_room(model, self.budget_bytes)
+            if self.budget_bytes is not None and not await self._make_room(model,
+                                                                            self.budget_bytes):
+                return
             began = time.monotonic()
             await model.worker.start()
         if not model.ready:
@@ -81,7 +82,8 @@ class Loader:
         log.info("model %s loaded and warmed up in %.2fs (%.0f MB)", model.id, elapsed,
                  model.last_rss / MB)
 
-    async def _make_room(self, model: ServedModel, budget: int) -> None:
+    async def _make_room(self, model: ServedModel, budget: int) -> bool:
+        """Unload LRU idle unpinned models until `model` fits; False (and why) if it cannot."""
         victims = plan_eviction(model, self._models(), budget)
         if victims is None:
             model.load_error = (
@@ -91,11 +93,12 @@ class Loader:
                 "unpin another model.")
             self.metrics.loads.labels(model.id, "over_budget").inc()
             log.error("%s", model.load_error)
-            return
+            return False
         for victim in victims:
             log.info("unloading %s (least recently used) to make room for %s",
                      victim.id, model.id)
             await self.unload(victim, "evicted")
+        return True
 
     async def unload(self, model: ServedModel, reason: str) -> None:
         """Stop the model's worker process; its memory goes back to the system."""

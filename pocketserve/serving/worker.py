@@ -85,6 +85,7 @@ class WorkerProcess:
         await self._first_outcome.wait()
 
     async def stop(self) -> None:
+        """Close the worker's socket (it cancels its work and exits), kill it if it lingers."""
         self._stopping = True
         if self._proc is not None and self._proc.returncode is None:
             if self._writer is not None:
@@ -104,7 +105,7 @@ class WorkerProcess:
                      request_id: str | None = None) -> AsyncGenerator[dict[str, Any]]:
         """Events of one request. Leaving early (client gone, deadline) cancels it in the
         worker, which drops it at its next step."""
-        if self.state != WorkerState.READY or self._writer is None:
+        if self.state != WorkerState.READY or self._writer is None or self._writer.is_closing():
             raise ModelNotReady(self._not_ready_message())
         wire_id = next(self._ids)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -149,7 +150,7 @@ class WorkerProcess:
             return {"active": 0, "events": 0}
         try:
             return await self.call(STATS, {}, deadline=time.monotonic() + 2.0)
-        except (PocketserveError, ConnectionError):
+        except (PocketserveError, ConnectionError, RuntimeError):  # stopping meanwhile
             return {"active": 0, "events": 0}
 
     def memory_bytes(self) -> int:
