@@ -40,8 +40,11 @@ def main() -> int:
     try:
         engine = load_engine(spec, resolve_source(spec.source), args.threads)
     except Exception as exc:  # any failure to load is reported, not raised
-        log.error("loading %s failed: %s", spec.id, exc)
-        channel.send({"event": "load_failed", "error": f"{type(exc).__name__}: {exc}"})
+        # Name the backend and the weights: a library's own message often names neither.
+        cause = (f"loading {spec.source} with the {spec.backend} backend failed: "
+                 f"{type(exc).__name__}: {exc}")
+        log.error("%s: %s", spec.id, cause)
+        channel.send({"event": "load_failed", "error": cause})
         return 1
     channel.send({"event": "ready", "info": engine.info()})
     try:

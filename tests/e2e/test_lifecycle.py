@@ -79,7 +79,7 @@ def test_failed_load_names_the_cause_and_others_keep_serving(tmp_path: Path) -> 
     try:
         assert wait_for(lambda: _state_or_none(server.base_url, "broken") == "failed", 60)
         state = admin_state(server, "broken")
-        assert state["error"]
+        assert str(broken) in state["error"] and "llamacpp" in state["error"]
         reply = _chat(server.base_url, "broken")
         assert reply.status_code == 503
         assert state["error"] in reply.json()["error"]["message"]
