@@ -46,7 +46,8 @@ def start_server(models: list[str], *args: str, env: dict[str, str] | None = Non
                  wait_ready: bool = True, timeout_s: float = 180) -> RunningServer:
     """`pocketserve serve` on a free port; returns once /health says every model is ready."""
     port = free_port()
-    log_file = tempfile.NamedTemporaryFile(prefix="pocketserve-", suffix=".log", delete=False)
+    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the server writes it until stopped
+        prefix="pocketserve-", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "pocketserve", "serve", "--port", str(port), *args]
     for model in models:
         cmd += ["--model", model]
