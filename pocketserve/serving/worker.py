@@ -44,6 +44,7 @@ class WorkerOptions:
 
 
 _CRASHED = {"event": "crashed"}
+_UNLOADED = {"event": "unloaded"}
 
 
 async def _next(queue: asyncio.Queue[dict[str, Any]], deadline: float | None,
@@ -87,6 +88,7 @@ class WorkerProcess:
     async def stop(self) -> None:
         """Close the worker's socket (it cancels its work and exits), kill it if it lingers."""
         self._stopping = True
+        self._fail_pending(_UNLOADED)
         if self._proc is not None and self._proc.returncode is None:
             if self._writer is not None:
                 self._writer.close()  # EOF: the worker cancels its work and exits
@@ -128,6 +130,9 @@ class WorkerProcess:
                     return
                 if event == "error":
                     raise PocketserveError.from_wire(message["error"])
+                if event == "unloaded":
+                    raise ModelNotReady(f"The model {self.spec.id!r} was unloaded while "
+                                        "serving this request.")
                 raise ModelNotReady(
                     f"The worker of model {self.spec.id!r} stopped while serving this request; "
                     "it is being restarted.")
@@ -239,6 +244,6 @@ class WorkerProcess:
             loaded.set_exception(ConnectionError("worker closed its socket"))
         self._fail_pending()
 
-    def _fail_pending(self) -> None:
+    def _fail_pending(self, why: dict[str, Any] = _CRASHED) -> None:
         for queue in self._pending.values():
-            queue.put_nowait(_CRASHED)
+            queue.put_nowait(why)
