@@ -57,7 +57,7 @@ def test_deadline_gives_504_and_stops_the_work(server: RunningServer) -> None:
     assert wait_for(lambda: _idle(server))
     began = time.monotonic()
     reply = httpx.post(server.base_url + "/v1/chat/completions",
-                       json=chat_body(max_tokens=2000, ignore_eos=True),
+                       json=chat_body(max_tokens=2000),
                        headers={"X-Request-Timeout": "0.5"}, timeout=60)
     assert reply.status_code == 504
     assert reply.json()["error"]["type"] == "timeout_error"
@@ -85,7 +85,7 @@ def test_deadline_while_queued(server: RunningServer) -> None:
 def test_disconnect_cancels_the_work(server: RunningServer, stream: bool) -> None:
     assert wait_for(lambda: _idle(server))
     before = admin_state(server)["generated_events"]
-    body = chat_body(max_tokens=3000, stream=stream, ignore_eos=True)
+    body = chat_body(max_tokens=3000, stream=stream)
     with httpx.Client(timeout=httpx.Timeout(60, read=1.0)) as client:
         if stream:
             with client.stream("POST", server.base_url + "/v1/chat/completions",
