@@ -142,11 +142,15 @@ class ModelRegistry:
         return self._serve(model, op, payload)
 
     async def call(self, name: str, op: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """A request answered by exactly one data event."""
-        async with contextlib.aclosing(self._serve(self.model(name), op, payload)) as events:
-            async for data in events:
-                return data
-        raise ModelNotReady(f"model {name!r} gave no answer to {op!r}")
+        """A request answered by one data event. Read to its end, so a finished request is
+        not mistaken for a cancelled one."""
+        answer: dict[str, Any] | None = None
+        async for data in self._serve(self.model(name), op, payload):
+            if answer is None:
+                answer = data
+        if answer is None:
+            raise ModelNotReady(f"model {name!r} gave no answer to {op!r}")
+        return answer
 
     async def _serve(self, model: ServedModel, op: str,
                      payload: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:

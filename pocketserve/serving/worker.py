@@ -143,10 +143,14 @@ class WorkerProcess:
 
     async def call(self, op: str, payload: dict[str, Any], *,
                    deadline: float | None = None) -> dict[str, Any]:
-        """A request answered by exactly one data event."""
+        """A request answered by one data event (read to its end, so no cancel is sent)."""
+        answer: dict[str, Any] | None = None
         async for data in self.stream(op, payload, deadline=deadline):
-            return data
-        raise ModelNotReady(f"model {self.spec.id!r} gave no answer to {op!r}")
+            if answer is None:
+                answer = data
+        if answer is None:
+            raise ModelNotReady(f"model {self.spec.id!r} gave no answer to {op!r}")
+        return answer
 
     async def stats(self) -> dict[str, Any]:
         """What the worker process itself is doing (active requests, events emitted); it
