@@ -84,3 +84,13 @@ def test_sigterm_cancels_what_outlasts_the_grace_period() -> None:
     thread.join(timeout=30)
     assert result.get("done") is not True  # cut short, not finished
     assert wait_for(lambda: not any(psutil.pid_exists(p) for p in workers), 10)
+
+
+def test_workers_exit_even_if_the_server_is_killed() -> None:
+    server = start_server([SMOL], "--threads", "1")
+    workers = _worker_pids(server)
+    assert workers
+    server.proc.send_signal(signal.SIGKILL)  # no shutdown code runs at all
+    server.proc.wait(timeout=10)
+    # each worker sees EOF on its socket, cancels its work and exits
+    assert wait_for(lambda: not any(psutil.pid_exists(p) for p in workers), 15)
