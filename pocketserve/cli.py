@@ -81,7 +81,12 @@ def _serve(settings: Settings) -> int:
     from pocketserve.api.auth import check_bind
     from pocketserve.logs import setup_logging
 
-    refusal = check_bind(settings.host, bool(settings.all_api_keys()), settings.allow_open_access)
+    try:
+        keys = settings.all_api_keys()
+    except OSError as exc:
+        print(f"pocketserve: cannot read the API keys file: {exc}", file=sys.stderr)
+        return 2
+    refusal = check_bind(settings.host, bool(keys), settings.allow_open_access)
     if refusal is not None:
         print(f"pocketserve: {refusal}", file=sys.stderr)
         return 2

@@ -106,8 +106,9 @@ class Settings(BaseSettings):
     max_input_chars: dict[str, int] = Field(
         default_factory=lambda: {"chat": 1_000_000, "embeddings": 1_000_000,
                                  "rerank": 1_000_000, "transcription": 100_000,
-                                 "speech": 4096},
-        description="Largest total of text characters in one request, per capability (400).")
+                                 "speech": 10_000},
+        description="Largest total of text characters in one request, per capability (400): "
+        "a safety net over every string of the request, not the API's own field limits.")
     # -- lifecycle ---------------------------------------------------------------------------
     preload: bool = Field(
         default=True, description="Load every model at start-up unless its policy says not.")
