@@ -60,6 +60,10 @@ def deadline_from(header: str | None, default_s: float | None, now: float) -> fl
     return None if timeout is None else now + timeout
 
 
+class _ServerError(PocketserveError):
+    kind = "server_error"
+
+
 class RequestContextMiddleware:
     """Request id (accepted or made, returned on every response), deadline, access log and
     per-route metrics."""
@@ -93,6 +97,11 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_with_id)
             except InvalidRequest as exc:
                 await send_error(send_with_id, exc)
+            except Exception:  # answered here, so even a 500 carries the request id
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                if not status:
+                    await send_error(send_with_id, _ServerError(
+                        "The server had an error while processing the request."))
             finally:
                 self._record(scope, ctx, CLIENT_CLOSED if ctx.client_gone else status or 500,
                              time.monotonic() - started)

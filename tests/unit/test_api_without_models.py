@@ -69,3 +69,21 @@ def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'pocketserve_requests_total{model="-",route="unmatched",status="401"} 1.0' in text
     assert 'pocketserve_requests_total{model="-",route="/v1/models",status="200"} 1.0' in text
+
+
+def test_unexpected_error_is_500_envelope_with_request_id() -> None:
+    from starlette.types import Receive, Scope, Send
+
+    from pocketserve.api.middleware import RequestContextMiddleware
+    from pocketserve.serving.metrics import Metrics
+
+    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("boom")
+
+    app = RequestContextMiddleware(broken, metrics=Metrics(), timeout_s=None)
+    test_client = TestClient(app)  # not entered: no lifespan for this bare app
+    reply = test_client.get("/anything", headers={"X-Request-ID": "trace-500"})
+    assert reply.status_code == 500
+    assert reply.json()["error"]["type"] == "server_error"
+    assert "boom" not in reply.text  # no internals leak to the client
+    assert reply.headers["x-request-id"] == "trace-500"
