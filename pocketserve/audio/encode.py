@@ -10,7 +10,7 @@ length, so its RIFF and data sizes are 0xFFFFFFFF ("until the end"), as streamin
 from __future__ import annotations
 
 import struct
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, cast, get_args
 
 AudioFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 FORMATS: tuple[str, ...] = get_args(AudioFormat)
@@ -124,9 +124,9 @@ class _AvEncoder:
 
         container, codec, bit_rate, options = _AV_FORMATS[fmt]
         self._sink = _Sink()
-        self._out: Any = av.open(self._sink, "w", format=container, buffer_size=4096,
-                                 options={"flush_packets": "1", **options})
-        self._stream: Any = self._out.add_stream(codec, rate=output_rate)
+        self._out: Any = cast(Any, av.open(self._sink, "w", format=container, buffer_size=4096,
+                                           options={"flush_packets": "1", **options}))
+        self._stream: Any = cast(Any, self._out.add_stream(codec, rate=output_rate))
         self._stream.layout = "mono"
         if bit_rate:
             self._stream.bit_rate = bit_rate

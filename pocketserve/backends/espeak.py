@@ -13,7 +13,7 @@ import re
 import shutil
 import struct
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +61,14 @@ class EspeakBackend:
         return known and (not variant or variant in self._variants)
 
     def synthesize(self, sentences: Sequence[str], voice: str,
-                   speed: float) -> Iterator[AudioChunk]:
+                   speed: float) -> Generator[AudioChunk, None, None]:
         rate = round(DEFAULT_WPM * speed)
         for sentence in sentences:
             yield AudioChunk(pcm=self._speak(sentence, voice, rate),
                              input_tokens=len(sentence))
+
+    def close(self) -> None:
+        return None  # nothing is held between requests
 
     def _speak(self, text: str, voice: str, rate: int) -> bytes:
         wav = self._run(["-b", "1", "-v", voice, "-s", str(rate), "--stdout"], text)

@@ -17,8 +17,8 @@ import unicodedata
 from pocketserve.errors import EngineFailure
 
 # Inside a sentence only , ; : end clauses (a "." there is "e.g." or "Dr.": espeak-ng's call).
-_CLAUSE_END = re.compile(r"([,;:]+)[\"'”’»)\]]*(?=\s|$)")
-_SENTENCE_END = re.compile(r"([.!?…。！？]+)[\"'”’»)\]」』]*$")
+_CLAUSE_END = re.compile(r"([,;:]+)[\"'”\u2019»)\]]*(?=\s|$)")
+_SENTENCE_END = re.compile(r"([.!?…。\uff01\uff1f]+)[\"'”\u2019»)\]」』]*$")
 _LANG_SWITCH = re.compile(r"\([^)]*\)")
 _MID_SENTENCE = {",", ";", ":"}
 
@@ -49,7 +49,7 @@ def split_clauses(sentence: str) -> list[tuple[str, str]]:
 
 
 def _terminator(marks: str) -> str:
-    marks = marks.replace("？", "?").replace("！", "!").replace("。", ".")
+    marks = marks.replace("\uff1f", "?").replace("\uff01", "!").replace("。", ".")
     for mark in ("?", "!", ".", ";", ":", ","):
         if mark in marks:
             return mark

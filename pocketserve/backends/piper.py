@@ -10,7 +10,7 @@ sentence's audio peak-normalized.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +89,8 @@ class PiperBackend:
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._phonemizer = EspeakPhonemizer(self.config.espeak_voice)
         self._lookahead = ThreadPoolExecutor(max_workers=4, thread_name_prefix="phonemize")
+        # onnxruntime's first run plans memory and is several times slower: pay it at load.
+        self.speak_ids(self.phoneme_ids(self._phonemizer.phonemize("Ready.")), 1.0, None)
 
     def voices(self) -> list[Voice]:
         names = list(self.config.speakers) or [self.config.name]
@@ -98,7 +100,7 @@ class PiperBackend:
         return False
 
     def synthesize(self, sentences: Sequence[str], voice: str,
-                   speed: float) -> Iterator[AudioChunk]:
+                   speed: float) -> Generator[AudioChunk, None, None]:
         speaker = self.config.speakers.get(voice)
         length_scale = self.config.length_scale / speed
         pending: Future[str] = self._lookahead.submit(self._phonemizer.phonemize, sentences[0])

@@ -12,19 +12,24 @@ import re
 MAX_SENTENCE_CHARS = 300
 """Longer sentences are cut at a clause or word boundary so no single call runs too long."""
 
-# Words ending in "." that rarely end a sentence (titles, common abbreviations).
-_ABBREVIATIONS = frozenset("""
-mr mrs ms dr prof sr jr st mt vs etc e.g i.e no nos fig figs inc ltd co corp approx dept est
-jan feb mar apr jun jul aug sep sept oct nov dec gen col lt sgt capt rev hon av ave blvd rd
-""".split())
-_TITLES = frozenset("mr mrs ms dr prof sr jr st mt gen col lt sgt capt rev hon".split())
+# Words ending in "." that rarely end a sentence (titles, common abbreviations). Words that
+# also end sentences ("no", "etc.", "Inc.") are left out: a wrong cut costs less than a merge.
+_ABBREVIATIONS = frozenset({
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "e.g", "i.e", "fig", "figs",
+    "approx", "dept", "jan", "feb", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
+    "ave", "blvd",
+})
+_TITLES = frozenset({
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "gen", "col", "lt", "sgt", "capt",
+    "rev", "hon",
+})
 
-_CLOSERS = "\"'”’»)]}"
+_CLOSERS = "\"'”\u2019»)]}"
 # A run of terminal punctuation, optional closing quotes/brackets, then space or the end.
 _END = re.compile(r"([.!?…]+)([" + re.escape(_CLOSERS) + r"]*)(?=\s|$)")
-_CJK_END = re.compile(r"[。！？]+[" + re.escape(_CLOSERS) + r"」』]*")
+_CJK_END = re.compile(r"[。\uff01\uff1f]+[" + re.escape(_CLOSERS) + r"」』]*")
 _BULLET = re.compile(r"^\s*(?:[-*•·]|\d+[.)])\s")
-_CLAUSE_CUT = re.compile(r"[,;:—–]\s")
+_CLAUSE_CUT = re.compile(r"[,;:—\u2013]\s")
 
 
 def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
@@ -84,15 +89,13 @@ def _ends(block: str) -> list[re.Match[str]]:
 
 def _is_boundary(block: str, match: re.Match[str]) -> bool:
     """Whether this punctuation really ends a sentence (not "Dr." or "e.g." or "3.")."""
-    if match.group(0)[0] in "。！？" or match.group(1) != ".":
+    if match.group(0)[0] in "。\uff01\uff1f" or set(match.group(1)) & {"!", "?"}:
         return True
     following = block[match.end():].lstrip()
     if not following:
         return True
-    word = block[:match.start()].rsplit(" ", 1)[-1].lstrip("(\"'“‘").lower()
-    if word in _TITLES:
-        return False
-    if following[0].islower():
+    word = block[:match.start()].rsplit(" ", 1)[-1].lstrip("(\"'“\u2018").lower()
+    if word in _TITLES or following[0].islower():
         return False
     if word in _ABBREVIATIONS:
         return False

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -77,7 +77,7 @@ class SpeechBackend(Protocol):
         ...
 
     def synthesize(self, sentences: Sequence[str], voice: str,
-                   speed: float) -> Iterator[AudioChunk]: ...
+                   speed: float) -> Generator[AudioChunk, None, None]: ...
 
     def close(self) -> None: ...
 
