@@ -4,7 +4,8 @@ Why not the piper-tts package: it is GPL-3.0 and links espeak-ng; pocketserve is
 This module needs only onnxruntime (MIT), the voice's `.onnx` and `.onnx.json`, and the
 espeak-ng program (see espeak_ipa.py). It follows Piper's recipe: one utterance per sentence,
 IPA with stress and punctuation, ids as BOS, each symbol followed by PAD, then EOS, and each
-sentence's audio peak-normalized.
+sentence's audio peak-normalized. `speed` divides the length scale; since every phoneme lasts
+at least one frame, 2x speed gives about 0.63 of the duration, not half.
 """
 
 from __future__ import annotations

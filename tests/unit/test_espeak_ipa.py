@@ -1,5 +1,7 @@
 """Phonemes in the form Piper voices were trained on: IPA with stress, clause punctuation."""
 
+# ruff: noqa: RUF001  (IPA and CJK punctuation are the point of these tests)
+
 from __future__ import annotations
 
 import unicodedata

@@ -1,5 +1,7 @@
 """Sentence splitting decides where speech pauses and how soon the first audio leaves."""
 
+# ruff: noqa: RUF001  (IPA and CJK punctuation are the point of these tests)
+
 from __future__ import annotations
 
 import pytest
