@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from pocketserve.audio.encode import FORMATS, OUTPUT_RATE, open_encoder
 from pocketserve.engines.base import Emit, Handler
-from pocketserve.engines.sentences import split_sentences
+from pocketserve.engines.sentences import quick_start, split_sentences
 from pocketserve.errors import InvalidRequest
 
 OPENAI_VOICES: tuple[str, ...] = (
@@ -162,4 +162,4 @@ def check_request(req: SpeechRequest) -> list[str]:
     sentences = split_sentences(req.input)
     if not sentences:
         raise InvalidRequest("input has no text to speak.", param="input")
-    return sentences
+    return quick_start(sentences)

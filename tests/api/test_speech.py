@@ -12,6 +12,7 @@ import av
 import httpx
 import numpy as np
 import openai
+import psutil
 import pytest
 from openai import OpenAI
 
@@ -172,3 +173,19 @@ def test_a_voice_object_is_accepted(server: RunningServer) -> None:
         "response_format": "wav"})
     assert reply.status_code == 200
     assert reply.content[:4] == b"RIFF"
+
+
+def test_a_client_that_leaves_stops_the_synthesis(server: RunningServer,
+                                                  client: OpenAI) -> None:
+    """After the client hangs up, the worker's CPU goes quiet within about a sentence."""
+    worker = next(p for p in psutil.Process(server.proc.pid).children()
+                  if "piper-joe-medium" in " ".join(p.cmdline()))
+    long_text = " ".join(f"This is sentence number {i} of a long story." for i in range(40))
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input=long_text, response_format="pcm") as response:
+        next(response.iter_bytes())
+    time.sleep(2.0)  # the sentence being synthesized when the client left may finish
+    before = sum(worker.cpu_times()[:2])
+    time.sleep(2.0)
+    busy = sum(worker.cpu_times()[:2]) - before
+    assert busy < 0.3, f"worker still used {busy:.2f} s of CPU after the client left"

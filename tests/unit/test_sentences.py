@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pocketserve.engines.sentences import split_sentences
+from pocketserve.engines.sentences import quick_start, split_sentences
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -51,3 +51,14 @@ def test_long_sentences_are_cut_at_clauses_then_words() -> None:
 @pytest.mark.parametrize("text", ["", "   ", "...", "\n\n", "?!"])
 def test_nothing_to_speak(text: str) -> None:
     assert split_sentences(text) == []
+
+
+def test_quick_start_cuts_only_a_long_first_sentence_at_a_clause() -> None:
+    long_first = ("The library opens at nine in the morning, and it closes at six in the "
+                  "evening on weekdays.")
+    assert quick_start([long_first, "Second."]) == [
+        "The library opens at nine in the morning,",
+        "and it closes at six in the evening on weekdays.", "Second."]
+    assert quick_start(["Short, first.", long_first]) == ["Short, first.", long_first]
+    no_comma = "word " * 30
+    assert quick_start([no_comma]) == [no_comma]
