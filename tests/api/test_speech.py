@@ -7,6 +7,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import av
 import httpx
@@ -189,3 +190,12 @@ def test_a_client_that_leaves_stops_the_synthesis(server: RunningServer,
     time.sleep(2.0)
     busy = sum(worker.cpu_times()[:2]) - before
     assert busy < 0.3, f"worker still used {busy:.2f} s of CPU after the client left"
+
+
+def test_concurrent_requests_are_all_served(client: OpenAI) -> None:
+    texts = [f"Request number {i} is spoken at the same time as the others." for i in range(3)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        replies = list(pool.map(lambda t: client.audio.speech.create(
+            model="tts-1", voice="alloy", input=t, response_format="pcm").content, texts))
+    for text, pcm in zip(texts, replies, strict=True):
+        assert 1.5 < words_per_second(text, len(pcm) / 2 / 24_000) < 4.5
