@@ -61,7 +61,10 @@ async def _audio(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
 
 
 async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    """OpenAI's speech.audio.delta events (base64 audio), then speech.audio.done."""
+    """OpenAI's speech.audio.delta events (base64 audio), then speech.audio.done.
+
+    No `data: [DONE]` line, unlike chat: OpenAI's speech stream ends with its done event.
+    """
     async with aclosing(events):  # type: ignore[type-var]
         try:
             async for event in events:
