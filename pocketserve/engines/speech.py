@@ -29,6 +29,9 @@ OPENAI_VOICES: tuple[str, ...] = (
 )
 MAX_INPUT_CHARS = 4096
 FRAMES_PER_SECOND = 50
+SLICE_SECONDS = 0.5
+"""A sentence is encoded in slices this long, each sent when ready: mp3/aac encoding of a
+whole sentence takes tens of milliseconds that the first bytes need not wait for."""
 
 
 @dataclass
@@ -101,6 +104,8 @@ class SpeechEngine:
         self.backend = backend
         self.voices = alias_openai_voices(backend.voices(), voice_map or {})
         self._by_id = {v.id: v for v in self.voices}
+        self._slice_bytes = 2 * int(backend.sample_rate * SLICE_SECONDS)
+        warm_up_encoders(backend.sample_rate)
 
     def info(self) -> dict[str, Any]:
         return {"sample_rate": OUTPUT_RATE, "native_sample_rate": self.backend.sample_rate,
@@ -131,12 +136,13 @@ class SpeechEngine:
         try:
             with contextlib.closing(self.backend.synthesize(sentences, voice, req.speed)) as gen:
                 for chunk in gen:
-                    if cancelled.is_set():
-                        return
                     samples += len(chunk.pcm) // 2
                     tokens += chunk.input_tokens
-                    if data := encoder.feed(chunk.pcm):
-                        emit({"type": "audio", "audio": data})
+                    for piece in _slices(chunk.pcm, self._slice_bytes):
+                        if cancelled.is_set():
+                            return
+                        if data := encoder.feed(piece):
+                            emit({"type": "audio", "audio": data})
             if cancelled.is_set():
                 return
             if data := encoder.finish():
@@ -147,6 +153,19 @@ class SpeechEngine:
         frames = round(duration * FRAMES_PER_SECOND)
         emit({"type": "done", "duration_s": duration, "usage": {
             "input_tokens": tokens, "output_tokens": frames, "total_tokens": tokens + frames}})
+
+
+def _slices(pcm: bytes, size: int) -> list[bytes]:
+    return [pcm[i:i + size] for i in range(0, len(pcm), size)] if size > 0 else [pcm]
+
+
+def warm_up_encoders(rate: int) -> None:
+    """Load FFmpeg's codecs at model load; the first mp3 encoder of a process takes ~0.2 s."""
+    for fmt in FORMATS:
+        encoder = open_encoder(fmt, rate)
+        encoder.feed(bytes(2 * rate // 10))
+        encoder.finish()
+        encoder.close()
 
 
 def check_request(req: SpeechRequest) -> list[str]:
