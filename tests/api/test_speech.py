@@ -135,6 +135,7 @@ def test_espeak_speaks_other_languages(client: OpenAI) -> None:
     ({"speed": 4.5}, "speed"),
     ({"speed": 0.1}, "speed"),
     ({"model": "smollm2-135m-instruct"}, "model"),
+    ({"instructions": "x" * 4097}, "instructions"),
 ])
 def test_bad_requests_are_400_naming_the_parameter(client: OpenAI, kwargs: dict[str, object],
                                                     param: str) -> None:
