@@ -4,8 +4,8 @@ Why not the piper-tts package: it is GPL-3.0 and links espeak-ng; pocketserve is
 This module needs only onnxruntime (MIT), the voice's `.onnx` and `.onnx.json`, and the
 espeak-ng program (see espeak_ipa.py). It follows Piper's recipe: one utterance per sentence,
 IPA with stress and punctuation, ids as BOS, each symbol followed by PAD, then EOS, and each
-sentence's audio peak-normalized. `speed` divides the length scale; since every phoneme lasts
-at least one frame, 2x speed gives about 0.63 of the duration, not half.
+sentence's audio peak-normalized. `speed` sets the length scale through a duration model
+fitted at load, plus a tempo change past what the model can do (`PiperBackend.speed_plan`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pocketserve.audio.tempo import stretch
 from pocketserve.backends.espeak_ipa import EspeakPhonemizer
 from pocketserve.config import ModelSpec
 from pocketserve.engines.speech import AudioChunk, SpeechEngine, Voice
 from pocketserve.errors import EngineFailure
 
 BOS, EOS, PAD = "^", "$", "_"
+CALIBRATION_TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank."
+MIN_RELATIVE_SCALE = 0.25
 
 
 def build_engine(spec: ModelSpec, path: Path, threads: int) -> SpeechEngine:
@@ -90,8 +93,7 @@ class PiperBackend:
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._phonemizer = EspeakPhonemizer(self.config.espeak_voice)
         self._lookahead = ThreadPoolExecutor(max_workers=4, thread_name_prefix="phonemize")
-        # onnxruntime's first run plans memory and is several times slower: pay it at load.
-        self.speak_ids(self.phoneme_ids(self._phonemizer.phonemize("Ready.")), 1.0, None)
+        self._floor = self._calibrate()
 
     def voices(self) -> list[Voice]:
         names = list(self.config.speakers) or [self.config.name]
@@ -103,7 +105,7 @@ class PiperBackend:
     def synthesize(self, sentences: Sequence[str], voice: str,
                    speed: float) -> Generator[AudioChunk, None, None]:
         speaker = self.config.speakers.get(voice)
-        length_scale = self.config.length_scale / speed
+        length_scale, tempo = self.speed_plan(speed)
         pending: Future[str] = self._lookahead.submit(self._phonemizer.phonemize, sentences[0])
         for i in range(len(sentences)):
             phonemes = pending.result()
@@ -111,8 +113,32 @@ class PiperBackend:
                 pending = self._lookahead.submit(self._phonemizer.phonemize, sentences[i + 1])
             ids = self.phoneme_ids(phonemes)
             if len(ids) > 3:  # more than BOS, PAD, EOS
-                yield AudioChunk(pcm=self.speak_ids(ids, length_scale, speaker),
-                                 input_tokens=len(ids))
+                pcm = stretch(self.speak_ids(ids, length_scale, speaker), self.sample_rate, tempo)
+                yield AudioChunk(pcm=pcm, input_tokens=len(ids))
+
+    def speed_plan(self, speed: float) -> tuple[float, float]:
+        """(length scale, extra tempo) that make audio last 1/speed as long as at speed 1.
+
+        Duration is about n * (a * scale + b): every symbol lasts at least one frame whatever
+        the scale. With the floor f = b / (a + b) measured at load, scale (1/speed - f)/(1 - f)
+        gives the wanted ratio. Below a quarter of the scale the model barely shortens speech
+        (joe: about 2.1x at most), so the rest is a pitch-keeping tempo change.
+        """
+        wanted = 1.0 / speed
+        relative = (wanted - self._floor) / (1.0 - self._floor)
+        if relative >= MIN_RELATIVE_SCALE:
+            return self.config.length_scale * relative, 1.0
+        reached = MIN_RELATIVE_SCALE * (1.0 - self._floor) + self._floor
+        return self.config.length_scale * MIN_RELATIVE_SCALE, reached / wanted
+
+    def _calibrate(self) -> float:
+        """The duration floor f (see `length_scale`); also pays onnxruntime's slow first run."""
+        ids = self.phoneme_ids(self._phonemizer.phonemize(CALIBRATION_TEXT))
+        base = self.config.length_scale
+        self.speak_ids(ids, base, None)  # first run: memory planning, not measured
+        normal = len(self.speak_ids(ids, base, None))
+        quarter = len(self.speak_ids(ids, base * 0.25, None))
+        return min(max((quarter / normal - 0.25) / 0.75, 0.0), 0.8)
 
     def phoneme_ids(self, phonemes: str) -> list[int]:
         """BOS PAD, then each known symbol followed by PAD, then EOS (unknown ones dropped)."""
