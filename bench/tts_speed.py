@@ -5,7 +5,7 @@ factor (seconds of compute per second of audio; lower is faster), three ways: ra
 backend's first sentence of PCM, no encoding), engine+mp3 (the speech engine in-process,
 encoding mp3), and served (first byte of the HTTP body; target <= 400 ms).
 
-    .venv/bin/python bench/tts_speed.py [--model piper-joe-medium] [--repeats 3]
+    .venv/bin/python bench/tts_speed.py [--model piper-joe-medium] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -115,8 +115,9 @@ def medians(run: Callable[[], tuple[float, float, float]], repeats: int) -> list
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="piper-joe-medium")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     spec = Catalog().find(args.model)
     threads = int(spec.options.get("threads", os.cpu_count() or 1))
     engine = load_engine(spec, resolve_source(spec.source), threads)
@@ -135,7 +136,7 @@ def main() -> None:
         proc.wait(timeout=30)
     print(f"model {spec.id}, {threads} thread(s), {os.cpu_count()} cores, "
           f"median of {args.repeats} after a warm-up; 3 sentences, "
-          f"{raw[2]:.1f} s of audio")
+          f"{raw[2]:.1f} s of audio; load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
     print(f"{'metric':<20}{'raw':>10}{'engine+mp3':>12}{'served':>10}{'served/raw':>12}"
           f"{'served/engine':>15}")
     for name, r, e, s in (
