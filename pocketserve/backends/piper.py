@@ -132,7 +132,7 @@ class PiperBackend:
         return self.config.length_scale * MIN_RELATIVE_SCALE, reached / wanted
 
     def _calibrate(self) -> float:
-        """The duration floor f (see `length_scale`); also pays onnxruntime's slow first run."""
+        """The duration floor f (see `speed_plan`); also pays onnxruntime's slow first run."""
         ids = self.phoneme_ids(self._phonemizer.phonemize(CALIBRATION_TEXT))
         base = self.config.length_scale
         self.speak_ids(ids, base, None)  # first run: memory planning, not measured
