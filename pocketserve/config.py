@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
     models: list[str] = Field(
-        default_factory=lambda: ["smollm2-135m-instruct"],
+        default_factory=lambda: ["smollm2-135m-instruct", "piper-joe-medium"],
         description="Models to serve: catalog ids or paths to local model files/folders.",
     )
     extra_models: list[ModelSpec] = Field(
