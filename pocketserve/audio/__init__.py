@@ -1,0 +1,1 @@
+"""Audio helpers: decoding uploads to model input, subtitle formats, language names."""
