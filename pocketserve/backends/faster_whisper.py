@@ -66,7 +66,7 @@ class FasterWhisperBackend:
             raise RuntimeError("unexpected faster-whisper internals; pin faster-whisper==1.2.1")
         self.decoder = _BatchedDecoder(
             self._model.model, max_batch=int(opts.get("max_batch", 4)),
-            window_s=float(opts.get("batch_window_s", 0.03)), concurrency=self._workers)
+            window_s=float(opts.get("batch_window_s", 0.1)), concurrency=self._workers)
         self._model.model = self.decoder
         self.languages: Sequence[str] = list(self._model.supported_languages)
         self.can_translate = bool(self.decoder.is_multilingual)
@@ -153,6 +153,7 @@ class _Call:
     prompt: list[int]
     kwargs: dict[str, Any]
     key: str = field(init=False)
+    started: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(self.features.shape)
@@ -170,7 +171,9 @@ class _BatchedDecoder:
             name="whisper-decode")
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._active = 0
+        self._active = 0  # requests being transcribed
+        self._decoding = 0  # of those, inside `generate` (queued or running)
+        self._queued = 0  # calls handed to the batcher whose batch has not started
         self.batch_sizes: list[int] = []  # recent batch sizes, shown for tests and benchmarks
 
     def __getattr__(self, name: str) -> Any:
@@ -189,16 +192,34 @@ class _BatchedDecoder:
         self._batcher.close()
 
     def generate(self, features: Any, prompts: list[list[int]], **kwargs: Any) -> list[Any]:
+        cancelled: threading.Event | None = getattr(self._local, "cancelled", None)
+        if cancelled is not None and cancelled.is_set():
+            raise Cancelled()
         with self._lock:
-            alone = self._active <= 1
-        if alone or len(prompts) != 1:  # nobody to batch with: no reason to wait
-            return list(self._model.generate(features, prompts, **kwargs))
-        cancelled = getattr(self._local, "cancelled", None)
-        return [self._batcher.submit(_Call(features, list(prompts[0]), kwargs), cancelled)]
+            # Wait for a batch only if someone could join it: a call already queued, or
+            # another request that is not decoding now (it will soon reach this step).
+            batch = len(prompts) == 1 and (
+                self._queued > 0 or self._active - self._decoding > 1)
+            self._decoding += 1
+            self._queued += batch
+        call = _Call(features, list(prompts[0]), kwargs)
+        try:
+            if not batch:
+                return list(self._model.generate(features, prompts, **kwargs))
+            return [self._batcher.submit(call, cancelled)]
+        finally:
+            with self._lock:
+                self._decoding -= 1
+                if batch and not call.started:  # dropped from the queue: cancelled
+                    self._queued -= 1
 
     def _run(self, calls: list[_Call]) -> list[Any]:
         import ctranslate2
 
+        with self._lock:
+            self._queued -= len(calls)
+            for call in calls:
+                call.started = True
         results: list[Any] = [None] * len(calls)
         groups: dict[str, list[int]] = {}
         for i, call in enumerate(calls):

@@ -85,21 +85,43 @@ def test_a_lone_request_does_not_wait_for_a_batch() -> None:
 
 
 def test_a_cancelled_request_leaves_the_queue() -> None:
-    model = FakeWhisper(delay_s=0.3)
+    model = FakeWhisper(delay_s=0.4)
     decoder = _BatchedDecoder(model, max_batch=1, window_s=0.0, concurrency=1)
-    other = threading.Event()
-    decoder.begin(other)  # a second request in flight, so calls are queued, not direct
-    busy = threading.Thread(target=decoder.generate, args=(_features(1.0), [[1]]),
-                            kwargs={"beam_size": 5})
-    busy.start()
-    time.sleep(0.05)
+    outcomes: dict[str, Any] = {}
+
+    def request(name: str, value: float, cancelled: threading.Event) -> None:
+        decoder.begin(cancelled)
+        try:
+            outcomes[name] = decoder.generate(_features(value), [[1]], beam_size=5)
+        except Cancelled:
+            outcomes[name] = "cancelled"
+        finally:
+            decoder.end()
+
+    decoder.begin(threading.Event())  # a third request, still encoding: worth batching for
+    leaving = threading.Event()
+    first = threading.Thread(target=request, args=("first", 1.0, threading.Event()))
+    second = threading.Thread(target=request, args=("second", 2.0, leaving))
+    first.start()
+    time.sleep(0.1)  # the first batch is running; the second call waits behind it
+    second.start()
+    time.sleep(0.1)
+    leaving.set()
+    first.join()
+    second.join()
+    decoder.end()
+    decoder.close()
+    assert outcomes == {"first": [(1.0, [1], 5)], "second": "cancelled"}
+    assert model.batches == [1]  # the cancelled call never reached the model
+    assert decoder._queued == 0
+
+
+def test_a_cancelled_request_does_not_start_decoding() -> None:
+    decoder = _BatchedDecoder(FakeWhisper(), max_batch=4, window_s=0.0, concurrency=1)
     cancelled = threading.Event()
     cancelled.set()
     decoder.begin(cancelled)
     with pytest.raises(Cancelled):
         decoder.generate(_features(2.0), [[2]], beam_size=5)
     decoder.end()
-    decoder.end()
-    busy.join()
     decoder.close()
-    assert model.batches == [1]
