@@ -11,13 +11,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pocketserve.engines.base import Emit, Handler
 from pocketserve.errors import InvalidRequest
+
+if TYPE_CHECKING:  # the API process imports this module; it needs no numpy
+    import numpy as np
+    import numpy.typing as npt
 
 Task = Literal["transcribe", "translate"]
 
