@@ -196,6 +196,18 @@ def test_compressed_uploads(stt: OpenAI, clips: dict[str, Path], kind: str) -> N
     assert wer(SHORT, text) <= 0.3, text
 
 
+def test_vad_drops_silence(stt: OpenAI, clips: dict[str, Path]) -> None:
+    """Without VAD, Whisper tends to hear words in silence; `chunking_strategy` turns VAD on."""
+    silence = encode(np.zeros((1, 48_000 * 3), np.float32), 48_000, "ogg")
+    result = stt.audio.transcriptions.create(model="whisper-tiny.en", file=("quiet.ogg", silence),
+                                             chunking_strategy="auto")
+    assert result.text == ""
+    speech = stt.audio.transcriptions.create(
+        model="whisper-tiny.en", file=_file(clips["short"]),
+        chunking_strategy={"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500})
+    assert wer(SHORT, speech.text) <= 0.3
+
+
 BAD_FILES = {
     "empty": b"",
     "text": b"this is a text file, not audio\n" * 50,
