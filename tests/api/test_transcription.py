@@ -171,6 +171,7 @@ def test_stream_sends_deltas_then_the_whole_text(stt: OpenAI, clips: dict[str, P
     assert wer(SENTENCES[1], done) <= 0.2
 
 
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the SDK's own marker
 def test_translation_and_language(stt: OpenAI, clips: dict[str, Path]) -> None:
     english = stt.audio.translations.create(model="whisper-base", file=_file(clips["spanish"]))
     assert {"live", "madrid"} <= set(english.text.lower().replace(".", " ").split()), english
@@ -222,6 +223,7 @@ def _error(call: object) -> openai.APIStatusError:
     return info.value
 
 
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
 def test_bad_inputs_are_4xx_and_the_server_stays_healthy(
         stt_server: RunningServer, stt: OpenAI, clips: dict[str, Path]) -> None:
     create = stt.audio.transcriptions.create
