@@ -17,21 +17,31 @@ from pocketserve.backends.faster_whisper import _BatchedDecoder  # noqa: E402
 from pocketserve.engines.batching import Cancelled  # noqa: E402
 
 
+class Done:
+    """Like CTranslate2's asynchronous result: `result()` gives the row's answer."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
 class FakeWhisper:
     """Answers each batch row with (row's feature value, its prompt), and records batches."""
 
     is_multilingual = True
 
-    def __init__(self, delay_s: float = 0.0):
+    def __init__(self) -> None:
         self.batches: list[int] = []
-        self.delay_s = delay_s
 
-    def generate(self, features: Any, prompts: list[list[int]], **kwargs: Any) -> list[Any]:
+    def generate(self, features: Any, prompts: list[list[int]], asynchronous: bool = False,
+                 **kwargs: Any) -> list[Any]:
         rows = np.asarray(features)
         self.batches.append(len(prompts))
-        time.sleep(self.delay_s)
-        return [(float(rows[i, 0, 0]), prompts[i], kwargs["beam_size"])
-                for i in range(len(prompts))]
+        out = [(float(rows[i, 0, 0]), prompts[i], kwargs["beam_size"])
+               for i in range(len(prompts))]
+        return [Done(o) for o in out] if asynchronous else out
 
 
 def _features(value: float) -> Any:
@@ -50,7 +60,7 @@ def _request(decoder: _BatchedDecoder, value: float, beam: int,
 
 def test_concurrent_calls_share_one_batch_and_get_their_own_results() -> None:
     model = FakeWhisper()
-    decoder = _BatchedDecoder(model, max_batch=4, window_s=0.5, concurrency=1)
+    decoder = _BatchedDecoder(model, max_batch=4, window_s=0.5)
     start = threading.Barrier(4)
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda v: _request(decoder, v, 5, start), [1.0, 2.0, 3.0, 4.0]))
@@ -62,7 +72,7 @@ def test_concurrent_calls_share_one_batch_and_get_their_own_results() -> None:
 
 def test_calls_with_different_options_are_not_merged() -> None:
     model = FakeWhisper()
-    decoder = _BatchedDecoder(model, max_batch=4, window_s=0.5, concurrency=1)
+    decoder = _BatchedDecoder(model, max_batch=4, window_s=0.5)
     start = threading.Barrier(4)
     beams = {1.0: 5, 2.0: 1, 3.0: 5, 4.0: 1}
     with ThreadPoolExecutor(4) as pool:
@@ -74,7 +84,7 @@ def test_calls_with_different_options_are_not_merged() -> None:
 
 def test_a_lone_request_does_not_wait_for_a_batch() -> None:
     model = FakeWhisper()
-    decoder = _BatchedDecoder(model, max_batch=4, window_s=5.0, concurrency=1)
+    decoder = _BatchedDecoder(model, max_batch=4, window_s=5.0)
     decoder.begin(threading.Event())
     began = time.monotonic()
     assert decoder.generate(_features(7.0), [[7]], beam_size=5) == [(7.0, [7], 5)]
@@ -85,39 +95,35 @@ def test_a_lone_request_does_not_wait_for_a_batch() -> None:
 
 
 def test_a_cancelled_request_leaves_the_queue() -> None:
-    model = FakeWhisper(delay_s=0.4)
-    decoder = _BatchedDecoder(model, max_batch=1, window_s=0.0, concurrency=1)
-    outcomes: dict[str, Any] = {}
+    model = FakeWhisper()
+    decoder = _BatchedDecoder(model, max_batch=4, window_s=0.5)
+    decoder.begin(threading.Event())  # another request, still encoding: worth waiting for
+    leaving = threading.Event()
+    outcome: list[Any] = []
 
-    def request(name: str, value: float, cancelled: threading.Event) -> None:
-        decoder.begin(cancelled)
+    def request() -> None:
+        decoder.begin(leaving)
         try:
-            outcomes[name] = decoder.generate(_features(value), [[1]], beam_size=5)
+            outcome.append(decoder.generate(_features(2.0), [[2]], beam_size=5))
         except Cancelled:
-            outcomes[name] = "cancelled"
+            outcome.append("cancelled")
         finally:
             decoder.end()
 
-    decoder.begin(threading.Event())  # a third request, still encoding: worth batching for
-    leaving = threading.Event()
-    first = threading.Thread(target=request, args=("first", 1.0, threading.Event()))
-    second = threading.Thread(target=request, args=("second", 2.0, leaving))
-    first.start()
-    time.sleep(0.1)  # the first batch is running; the second call waits behind it
-    second.start()
-    time.sleep(0.1)
+    waiting = threading.Thread(target=request)
+    waiting.start()
+    time.sleep(0.1)  # the call waits in the batch window
     leaving.set()
-    first.join()
-    second.join()
+    waiting.join()
     decoder.end()
     decoder.close()
-    assert outcomes == {"first": [(1.0, [1], 5)], "second": "cancelled"}
-    assert model.batches == [1]  # the cancelled call never reached the model
+    assert outcome == ["cancelled"]
+    assert model.batches == []  # the cancelled call never reached the model
     assert decoder._queued == 0
 
 
 def test_a_cancelled_request_does_not_start_decoding() -> None:
-    decoder = _BatchedDecoder(FakeWhisper(), max_batch=4, window_s=0.0, concurrency=1)
+    decoder = _BatchedDecoder(FakeWhisper(), max_batch=4, window_s=0.0)
     cancelled = threading.Event()
     cancelled.set()
     decoder.begin(cancelled)
