@@ -242,4 +242,5 @@ class _BatchedDecoder:
             for i, result in zip(indices, out, strict=True):
                 results[i] = result
         self.batch_sizes = [*self.batch_sizes[-63:], len(calls)]
+        log.debug("decoder batch of %d calls in %d groups", len(calls), len(groups))
         return results
