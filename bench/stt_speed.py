@@ -146,6 +146,10 @@ def main() -> None:
         proc.wait(timeout=30)
     best = {k: min(v) for k, v in times.items()}
     report(best, seconds, threads, workers, len(clips))
+    paired = [(s / r, s / c) for r, s, c in zip(times["raw"], times["seq"], times["conc"],
+                                                strict=True)]
+    print("\nsame-round ratios (served/raw RTF, concurrency gain): " +
+          ", ".join(f"{a:.2f}x / {b:.2f}x" for a, b in paired))
 
 
 def report(best: dict[str, float], seconds: float, threads: int, workers: int,
