@@ -67,8 +67,18 @@ def encode(samples: npt.NDArray[np.float32], rate: int, kind: str) -> bytes:
     return buf.getvalue()
 
 
+_NUMBER_WORDS = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty",
+]
+
+
 def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
+    """Lower-case words; small numbers as words, since Whisper writes "nine" as "9" (the usual
+    normalisation before scoring WER)."""
+    found = re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
+    return [_NUMBER_WORDS[int(w)] if w.isdigit() and int(w) <= 20 else w for w in found]
 
 
 def wer(reference: str, hypothesis: str) -> float:

@@ -7,7 +7,10 @@ models have been idle past their TTL (`expired`), and how a fresh load is warmed
 from __future__ import annotations
 
 import asyncio
+import io
 import time
+import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +24,23 @@ MB = 1024 * 1024
 # A short real request per capability, run through the engine right after a load so the first
 # user request does not pay for cold caches and lazy allocations. Capabilities without an entry
 # are not warmed up; add one here when a new engine lands.
-WARMUPS: dict[str, tuple[str, dict[str, Any]]] = {
-    "chat": ("complete", {"prompt": "Hello", "sampling": {"max_tokens": 1}, "echo": False}),
+def _silent_wav(seconds: float = 1.0, rate: int = 16_000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(b"\0\0" * int(seconds * rate))
+    return out.getvalue()
+
+
+WARMUPS: dict[str, Callable[[], tuple[str, dict[str, Any]]]] = {
+    "chat": lambda: ("complete", {"prompt": "Hello", "sampling": {"max_tokens": 1},
+                                  "echo": False}),
+    "speech": lambda: ("speech", {"input": "Hello.", "voice": "alloy",
+                                  "response_format": "mp3"}),
+    # One fixed temperature: on silence, the default fallback would retry at every temperature.
+    "transcription": lambda: ("transcribe", {"audio": _silent_wav(), "temperature": 0.2}),
 }
 
 

@@ -128,7 +128,7 @@ async def _warm_up(model: ServedModel) -> None:
     warmup = WARMUPS.get(model.spec.capability)
     if warmup is None:
         return
-    op, payload = warmup
+    op, payload = warmup()
     try:
         events = model.worker.stream(op, payload, deadline=time.monotonic() + 60)
         async with contextlib.aclosing(events):
