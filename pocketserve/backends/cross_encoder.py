@@ -67,9 +67,9 @@ class OnnxCrossEncoder:
         if logits.ndim == 1:
             logits = logits[:, None]
         if logits.shape[1] == 1:
-            return (1.0 / (1.0 + np.exp(-logits[:, 0]))).astype(np.float32)
+            return np.asarray(1.0 / (1.0 + np.exp(-logits[:, 0])), dtype=np.float32)
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (shifted[:, -1] / shifted.sum(axis=1)).astype(np.float32)
+        return np.asarray(shifted[:, -1] / shifted.sum(axis=1), dtype=np.float32)
 
     def close(self) -> None:
         del self._session

@@ -1,4 +1,4 @@
-"""What the ONNX encoder backends share: finding files in a model folder, the tokenizer, the session.
+"""What the ONNX encoder backends share: a model folder's files, the tokenizer, the session.
 
 A model arrives either as one `.onnx` file or as a Hugging Face style folder (`model.onnx` or
 `onnx/model.onnx`, `tokenizer.json`, `config.json`, sentence-transformers' config files). Only

@@ -61,7 +61,7 @@ class OnnxEmbeddingBackend:
         hidden = np.asarray(hidden, dtype=np.float32)
         pooled = hidden if hidden.ndim == 2 else self._pool(hidden, arrays["attention_mask"])
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return np.asarray(pooled / np.maximum(norms, 1e-12), dtype=np.float32)
 
     def close(self) -> None:
         del self._session
@@ -71,7 +71,7 @@ class OnnxEmbeddingBackend:
             return hidden[:, 0]
         weights = mask[:, :, None].astype(np.float32)
         summed = (hidden * weights).sum(axis=1)
-        return summed / np.maximum(weights.sum(axis=1), 1e-9)
+        return np.asarray(summed / np.maximum(weights.sum(axis=1), 1e-9), dtype=np.float32)
 
     def _probe_dimension(self) -> int:
         shape = self._session.get_outputs()[0].shape

@@ -142,7 +142,7 @@ def shorten(vectors: np.ndarray, dimensions: int) -> np.ndarray:
     """Keep the first `dimensions` components and re-normalise (Matryoshka embeddings)."""
     cut = vectors[:, :dimensions]
     norms = np.linalg.norm(cut, axis=1, keepdims=True)
-    return (cut / np.maximum(norms, 1e-12)).astype(np.float32)
+    return np.asarray(cut / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 class EmbeddingEngine:
