@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-WORDS = ("the a cat dog kitten car stock market sofa sleeps on my fell pets and is long text "
-         "query document one two three four five six seven eight nine ten").split()
+WORDS = ["the", "a", "cat", "dog", "kitten", "car", "stock", "market", "sofa", "sleeps", "on",
+         "my", "fell", "pets", "and", "is", "long", "text", "query", "document", "one", "two",
+         "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 HIDDEN = 8
 MAX_TOKENS = 24

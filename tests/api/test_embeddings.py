@@ -160,9 +160,28 @@ def test_onnx_agrees_with_the_sentence_transformers_reference(client: OpenAI) ->
 
     sentences = ["The cat sat on the mat.", "Quarterly revenue grew by 12 percent.",
                  "How do I reset my password?", "Les chats dorment beaucoup.",
-                 " ".join(["long text"] * 60)]
+                 "Retrieval-augmented generation pairs a language model with a search step: the "
+                 "question is embedded, the nearest passages are fetched from an index, and the "
+                 "model answers from them, which keeps answers grounded and lets the index be "
+                 "updated without retraining anything at all."]
     reference = SentenceTransformer(str(folder), device="cpu").encode(
         sentences, normalize_embeddings=True)
     served = embed(client, sentences)
     cosines = np.sum(served * reference, axis=1)
     assert np.all(cosines >= 0.999), cosines
+
+
+def test_truncation_settings_flip_both_defaults() -> None:
+    running = start_server([MODEL, "minilm-cosine-reranker"], "--threads", "1",
+                           env={"POCKETSERVE_EMBEDDINGS_TRUNCATE": "true",
+                                "POCKETSERVE_RERANK_TRUNCATE": "false"})
+    try:
+        reply = post(running, "/v1/embeddings", {"model": MODEL, "input": "word " * 300})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["usage"]["prompt_tokens"] == 256
+        reply = post(running, "/v1/rerank", {"model": "minilm-cosine-reranker", "query": "q",
+                                             "documents": ["short", "word " * 300]})
+        assert reply.status_code == 400
+        assert reply.json()["error"]["param"] == "documents[1]"
+    finally:
+        stop_server(running)

@@ -92,7 +92,7 @@ def test_too_long_input_names_the_limit_and_the_input() -> None:
 
 
 def test_truncation_keeps_the_special_tokens() -> None:
-    engine, backend = make()
+    engine, _ = make()
     reply = run(engine, {"texts": ["aaaaa b c d e f g h i"], "truncate": True})
     assert reply["prompt_tokens"] == 8
     assert vectors(reply)[0, 5] == 1.0  # the first content token survived
