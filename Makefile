@@ -36,5 +36,8 @@ test: $(STAMP) lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/chat_speed.py
 
+bench-embeddings: $(STAMP)
+	$(BIN)/python bench/embeddings_speed.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

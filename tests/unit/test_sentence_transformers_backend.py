@@ -48,3 +48,34 @@ def test_folder_without_onnx_runs_on_sentence_transformers() -> None:
     finally:
         torch_engine.close()
         onnx_engine.close()
+
+
+def test_tiny_random_bert_cross_encoder_folder(tmp_path: Path) -> None:
+    """A Hugging Face folder with safetensors and no ONNX: scores equal CrossEncoder's own."""
+    from sentence_transformers import CrossEncoder
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    from tests import tiny_cross_encoder as tiny
+
+    folder = tmp_path / "tiny-bert-ce"
+    config = BertConfig(vocab_size=len(tiny.SPECIALS) + len(tiny.WORDS), hidden_size=8,
+                        num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                        max_position_embeddings=tiny.MAX_TOKENS, num_labels=1)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tiny._tokenizer(), pad_token="[PAD]", unk_token="[UNK]",
+        cls_token="[CLS]", sep_token="[SEP]", model_max_length=tiny.MAX_TOKENS,
+    ).save_pretrained(folder)
+    spec = spec_for_path(str(folder))
+    assert (spec.capability, spec.backend) == ("rerank", "sentence_transformers")
+    engine = load_engine(spec, folder, threads=1)
+    docs = ["my cat sleeps", "the stock market fell", " ".join(["one two"] * 20)]
+    out: list[dict[str, object]] = []
+    engine.handlers()["rerank"]({"query": "cat", "documents": docs, "truncate": True},
+                                out.append, threading.Event())
+    engine.close()
+    expected = CrossEncoder(str(folder), device="cpu").predict([("cat", d) for d in docs])
+    results = out[0]["results"]
+    assert isinstance(results, list) and len(results) == 3
+    for r in results:
+        assert r["relevance_score"] == pytest.approx(float(expected[r["index"]]), abs=1e-5)
