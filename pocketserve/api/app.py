@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from pocketserve import __version__
 from pocketserve.api.errors import install_error_handlers
 from pocketserve.api.limits import BodySizeLimit
-from pocketserve.api.routes import embeddings, models, text
+from pocketserve.api.routes import embeddings, models, rerank, text
 from pocketserve.catalog import Catalog
 from pocketserve.config import Settings
 from pocketserve.serving.registry import ModelRegistry
@@ -34,5 +34,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(text.router)
     app.include_router(models.router)
     app.include_router(embeddings.router)
+    app.include_router(rerank.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -50,9 +50,12 @@ class OnnxCrossEncoder:
         self._output = self._session.get_outputs()[0].name
 
     def encode_pairs(self, query: str, documents: list[str], truncate: bool) -> list[Pair]:
-        tokenizer = self._truncating if truncate else self._tokenizer
+        pairs = [(query, doc) for doc in documents]
+        if not truncate:
+            return [Pair(list(e.ids), list(e.type_ids))
+                    for e in self._tokenizer.encode_batch(pairs)]
         try:
-            encodings = tokenizer.encode_batch([(query, doc) for doc in documents])
+            encodings = self._truncating.encode_batch(pairs)
         except Exception as exc:  # tokenizers raises a bare Exception when the query is too long
             raise ContextLengthExceeded(
                 f"The query alone is too long for this reranker, which reads at most "
