@@ -102,7 +102,7 @@ def _encoder_kind(path: Path) -> tuple[str, str] | None:
                                  or [])
         except (ValueError, AttributeError):
             architectures = []
-    has_onnx = path.is_file() or any(path.glob("*.onnx")) or any(path.glob("onnx/*.onnx"))
+    has_onnx = not path.is_dir() or any(path.glob("*.onnx")) or any(path.glob("onnx/*.onnx"))
     if any(a.endswith("ForSequenceClassification") for a in architectures):
         return ("cross_encoder" if has_onnx else "sentence_transformers", "rerank")
     return ("onnx_embeddings" if has_onnx else "sentence_transformers", "embeddings")

@@ -11,7 +11,7 @@ import pytest
 from pocketserve.catalog import Catalog, spec_for_path
 from pocketserve.config import ModelSpec
 from pocketserve.engines.rerank import RerankEngine, rank
-from pocketserve.errors import ContextLengthExceeded
+from pocketserve.errors import ContextLengthExceeded, ModelNotFound
 from tests import tiny_cross_encoder as tiny
 
 pytest.importorskip("onnx")
@@ -85,11 +85,14 @@ def test_paths_become_the_right_kind_of_model(tiny_folder: Path, tmp_path: Path)
     engine = _engine(in_sub)
     assert engine.info()["scoring"] == "cross-encoder"
     engine.close()
-    plain = tmp_path / "encoder.onnx"
-    plain.write_bytes(b"")
-    spec = spec_for_path(str(plain))
-    assert (spec.id, spec.capability, spec.backend) == ("encoder", "embeddings",
-                                                        "onnx_embeddings")
+    for plain in (tmp_path / "encoder.onnx", tmp_path / "not-yet-there.onnx"):
+        if plain.stem == "encoder":
+            plain.write_bytes(b"")
+        spec = spec_for_path(str(plain))
+        assert (spec.id, spec.capability, spec.backend) == (plain.stem, "embeddings",
+                                                            "onnx_embeddings")
+    with pytest.raises(ModelNotFound):
+        spec_for_path(str(tmp_path))  # a folder with no model files in it
 
 
 def test_builtin_minilm_entries() -> None:

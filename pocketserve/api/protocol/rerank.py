@@ -5,27 +5,39 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pocketserve.api.protocol.common import Request
 from pocketserve.errors import InvalidRequest
 
 
-class RerankDocument(Request):
-    text: str
-
-
 class RerankRequest(Request):
     model: str
     query: str
-    documents: list[str | RerankDocument]
+    documents: list[str]
     top_n: int | None = Field(default=None, ge=0, description="0 or absent: all documents.")
     return_documents: bool = Field(
         default=True, description="Echo each document in its result (vLLM's and Jina's "
         "default; Cohere's v1 defaults to false).")
 
+    @field_validator("documents", mode="before")
+    @classmethod
+    def _texts(cls, documents: Any) -> Any:
+        """Documents come as strings or as objects with a `text` (Cohere's and Jina's form)."""
+        if not isinstance(documents, list):
+            return documents
+        texts = []
+        for i, doc in enumerate(documents):
+            if isinstance(doc, dict):
+                doc = doc.get("text")
+            if not isinstance(doc, str):
+                raise ValueError(f"documents[{i}] must be a string or an object with a string "
+                                 "`text`")
+            texts.append(doc)
+        return texts
+
     def texts(self) -> list[str]:
-        return [d if isinstance(d, str) else d.text for d in self.documents]
+        return list(self.documents)
 
     def to_engine(self, truncate: bool) -> dict[str, Any]:
         if not self.query:
