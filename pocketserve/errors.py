@@ -6,6 +6,7 @@ refusal reaches the client with the same type, message and parameter.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -20,6 +21,10 @@ class PocketserveError(Exception):
         self.message = message
         self.param = param
         self.code = code
+
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers the answer needs (Retry-After, WWW-Authenticate)."""
+        return {}
 
     def to_wire(self) -> dict[str, Any]:
         return {"class": type(self).__name__, "message": self.message, "param": self.param,
@@ -68,8 +73,61 @@ class EngineFailure(PocketserveError):
     """The model code failed in a way that is not the client's fault."""
 
 
+class RetryLater(PocketserveError):
+    """A refusal the client may retry; `retry_after_s` becomes the Retry-After header."""
+
+    status = 429
+    kind = "rate_limit_exceeded"
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None,
+                 retry_after_s: float = 1.0):
+        super().__init__(message, param, code)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class QueueFull(RetryLater):
+    """The model's in-flight slots and its waiting queue are all taken."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None,
+                 retry_after_s: float = 1.0):
+        super().__init__(message, param, code or "queue_full", retry_after_s)
+
+
+class RateLimited(RetryLater):
+    """The API key used up its requests or tokens per minute."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None,
+                 retry_after_s: float = 1.0):
+        super().__init__(message, param, code or "rate_limit_exceeded", retry_after_s)
+
+
+class DeadlineExceeded(PocketserveError):
+    """The request waited or ran past its deadline; its work was stopped."""
+
+    status = 504
+    kind = "timeout_error"
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message, param, code or "deadline_exceeded")
+
+
+class Unauthorized(PocketserveError):
+    status = 401
+    kind = "invalid_request_error"
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message, param, code or "invalid_api_key")
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
 _BY_NAME: dict[str, type[PocketserveError]] = {
     c.__name__: c
     for c in (PocketserveError, InvalidRequest, ContextLengthExceeded, ModelNotFound,
-              ModelNotReady, PayloadTooLarge, EngineFailure)
+              ModelNotReady, PayloadTooLarge, EngineFailure, RetryLater, QueueFull, RateLimited,
+              DeadlineExceeded, Unauthorized)
 }

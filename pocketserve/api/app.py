@@ -8,16 +8,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from pocketserve import __version__
+from pocketserve.api.auth import ApiKeyAuth, ApiKeys
 from pocketserve.api.errors import install_error_handlers
 from pocketserve.api.limits import BodySizeLimit
-from pocketserve.api.routes import embeddings, models, rerank, text
+from pocketserve.api.middleware import CancelOnDisconnect, RequestContextMiddleware
+from pocketserve.api.routes import admin, embeddings, models, rerank, speech, text
 from pocketserve.catalog import Catalog
 from pocketserve.config import Settings
+from pocketserve.serving.metrics import Metrics
+from pocketserve.serving.ratelimit import RateLimiter
 from pocketserve.serving.registry import ModelRegistry
 
 
 def create_app(settings: Settings) -> FastAPI:
-    registry = ModelRegistry(settings, Catalog(settings.extra_models))
+    metrics = Metrics()
+    registry = ModelRegistry(settings, Catalog(settings.extra_models), metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,10 +35,22 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="pocketserve", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(text.router)
     app.include_router(models.router)
+    app.include_router(admin.router)
+    app.include_router(speech.router)
     app.include_router(embeddings.router)
     app.include_router(rerank.router)
+    # Added innermost first: the request context wraps everything, so even a 401 or a 413
+    # carries the request id and is counted.
+    app.add_middleware(CancelOnDisconnect)
+    limiter = RateLimiter(settings.rate_limit_requests_per_min,
+                          settings.rate_limit_tokens_per_min)
+    app.add_middleware(ApiKeyAuth, keys=ApiKeys(settings.all_api_keys()),
+                       open_paths=settings.open_paths, limiter=limiter)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics,
+                       timeout_s=settings.request_timeout_s)
     return app

@@ -22,7 +22,7 @@ def error_body(message: str, kind: str, param: str | None = None,
 
 def error_response(exc: PocketserveError) -> JSONResponse:
     return JSONResponse(error_body(exc.message, exc.kind, exc.param, exc.code),
-                        status_code=exc.status)
+                        status_code=exc.status, headers=exc.headers() or None)
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:

@@ -1,6 +1,8 @@
 """The messages on a worker's socket: msgpack maps, streamed back to back.
 
-Server -> worker: {"id", "op", "payload"} starts a request; {"id", "op": "cancel"} stops one.
+Server -> worker: {"id", "op", "payload", "rid"?} starts a request (`rid`: the HTTP request id,
+for the worker's log lines); {"id", "op": "cancel"} stops one; {"id", "op": "stats"} asks what
+the worker is running.
 Worker -> server: {"event": "ready", "info"} or {"event": "load_failed", "error"} once at start,
 then per request any number of {"id", "event": "data", "data"} and one
 {"id", "event": "end"} or {"id", "event": "error", "error": PocketserveError.to_wire()}.
@@ -16,6 +18,7 @@ from typing import Any
 import msgpack
 
 CANCEL = "cancel"
+STATS = "stats"  # answered by the worker's reader thread: {"active", "events"}
 
 
 def pack(message: dict[str, Any]) -> bytes:

@@ -1,18 +1,33 @@
-"""Which models this server serves, by id or alias, and the worker behind each."""
+"""Which models this server serves, by id or alias, and how every request reaches them.
+
+Every capability goes through `stream`/`call`, so this is where admission (bounded in-flight and
+queue), deadlines, cancellation, load-on-first-use, the memory budget and metrics apply, once
+for all routes. Request facts (id, deadline) come from the current `RequestContext`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from pocketserve.catalog import Catalog
 from pocketserve.config import ModelSpec, Settings
-from pocketserve.errors import ModelNotFound
-from pocketserve.serving.worker import WorkerOptions, WorkerProcess, WorkerState
+from pocketserve.errors import DeadlineExceeded, ModelNotFound, ModelNotReady, RetryLater
+from pocketserve.serving.admission import Admission
+from pocketserve.serving.context import current_request
+from pocketserve.serving.lifecycle import MB, ServedModel, expired
+from pocketserve.serving.loader import Loader
+from pocketserve.serving.metrics import Metrics, WorkerSnapshot
+from pocketserve.serving.usage import check_input, observe_event
+from pocketserve.serving.worker import WorkerOptions, WorkerProcess
+
+log = logging.getLogger("pocketserve.registry")
 
 
 @dataclass
@@ -26,60 +41,196 @@ class ModelStatus:
     error: str | None
     pid: int | None
     restarts: int
+    memory_bytes: int = 0
+    pinned: bool = False
+    in_flight: int = 0
+    queued: int = 0
+    idle_s: float = 0.0
+    active_sequences: int = 0
+    generated_events: int = 0
 
 
 class ModelRegistry:
-    """Owns one WorkerProcess per served model; the API talks only to this."""
+    """Owns one ServedModel (worker + admission line) per model; the API talks only to this."""
 
-    def __init__(self, settings: Settings, catalog: Catalog):
-        self._workers: dict[str, WorkerProcess] = {}
+    def __init__(self, settings: Settings, catalog: Catalog, metrics: Metrics | None = None):
+        self.settings = settings
+        self.metrics = metrics or Metrics()
         self.started_at = int(time.time())
-        threads = settings.threads or os.cpu_count() or 1
+        self.draining = False
+        self._models: dict[str, ServedModel] = {}
+        self._reaper: asyncio.Task[None] | None = None
         for name in settings.models:
             spec = catalog.find(name)
-            options = WorkerOptions(
-                threads=int(spec.options.get("threads", threads)),
-                start_timeout_s=settings.worker_start_timeout_s,
-                max_backoff_s=settings.worker_restart_max_backoff_s,
-                log_level=settings.log_level,
-            )
-            self._workers[spec.id] = WorkerProcess(spec, options)
+            self._models[spec.id] = self._served(spec)
+        budget = settings.memory_budget_mb
+        self._loader = Loader(self.metrics, None if budget is None else int(budget * MB),
+                              lambda: list(self._models.values()))
+        self.metrics.watch_workers(self._snapshots)
+
+    def _served(self, spec: ModelSpec) -> ServedModel:
+        s = self.settings
+        policy = s.policy(spec)
+        threads = s.threads or os.cpu_count() or 1
+        options = WorkerOptions(
+            threads=int(spec.options.get("threads", threads)),
+            start_timeout_s=s.worker_start_timeout_s,
+            max_backoff_s=s.worker_restart_max_backoff_s, log_level=s.log_level)
+        admission = Admission(spec.id, policy.max_in_flight or s.max_in_flight,
+                              s.max_queue if policy.max_queue is None else policy.max_queue)
+        self.metrics.queue_depth.labels(spec.id).set_function(lambda: admission.queued)
+        self.metrics.in_flight.labels(spec.id).set_function(lambda: admission.in_flight)
+        return ServedModel(
+            spec=spec, policy=policy, worker=WorkerProcess(spec, options), admission=admission,
+            ttl_s=policy.ttl_s or s.idle_ttl_s,
+            preload=s.preload if policy.preload is None else policy.preload)
+
+    # -- start and stop ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load every served model in parallel; a failed one is reported, not fatal."""
-        await asyncio.gather(*(w.start() for w in self._workers.values()))
+        """Load the preloaded models (a failed one is reported, not fatal); start the reaper."""
+        preload = [m for m in self._models.values() if m.preload]
+        if self._loader.budget_bytes is None:
+            await asyncio.gather(*(self._loader.load(m, quiet=True) for m in preload))
+        else:  # one at a time, so each sees what the others really use
+            for model in preload:
+                await self._loader.load(model, quiet=True)
+        ttls = [m.ttl_s for m in self._models.values() if m.ttl_s is not None]
+        if ttls:
+            self._reaper = asyncio.create_task(self._reap(min(ttls)), name="ttl-reaper")
 
     async def stop(self) -> None:
-        await asyncio.gather(*(w.stop() for w in self._workers.values()))
+        """Refuse new work and stop every worker process."""
+        self.draining = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await asyncio.gather(*(m.worker.stop() for m in self._models.values()))
 
-    def worker(self, name: str) -> WorkerProcess:
-        """The worker for a model id or alias; ModelNotFound names the served ones."""
-        if name in self._workers:
-            return self._workers[name]
-        for worker in self._workers.values():
-            if name in worker.spec.aliases:
-                return worker
-        served = ", ".join(sorted(self._workers)) or "none"
+    async def _reap(self, shortest_ttl: float) -> None:
+        interval = min(5.0, max(0.05, shortest_ttl / 4))
+        while True:
+            await asyncio.sleep(interval)
+            for model in expired(list(self._models.values()), time.monotonic()):
+                log.info("model %s idle for %.1fs: unloading", model.id, model.ttl_s or 0)
+                await self._loader.unload(model, "idle")
+
+    # -- lookup --------------------------------------------------------------------------------
+
+    def model(self, name: str) -> ServedModel:
+        """The served model for an id or alias; ModelNotFound names the served ones."""
+        if name in self._models:
+            return self._models[name]
+        for model in self._models.values():
+            if name in model.spec.aliases:
+                return model
+        served = ", ".join(sorted(self._models)) or "none"
         raise ModelNotFound(f"The model {name!r} does not exist. Available models: {served}.")
 
+    def worker(self, name: str) -> WorkerProcess:
+        return self.model(name).worker
+
     def spec(self, name: str) -> ModelSpec:
-        return self.worker(name).spec
+        return self.model(name).spec
+
+    # -- serving -------------------------------------------------------------------------------
 
     def stream(self, name: str, op: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return self.worker(name).stream(op, payload)
+        """Events of one request, admitted, deadline-bound and cancellable (close it early)."""
+        model = self.model(name)  # unknown model: fail now, before any iteration
+        return self._serve(model, op, payload)
 
     async def call(self, name: str, op: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return await self.worker(name).call(op, payload)
+        """A request answered by one data event. Read to its end, so a finished request is
+        not mistaken for a cancelled one."""
+        answer: dict[str, Any] | None = None
+        async for data in self._serve(self.model(name), op, payload):
+            if answer is None:
+                answer = data
+        if answer is None:
+            raise ModelNotReady(f"model {name!r} gave no answer to {op!r}")
+        return answer
+
+    async def _serve(self, model: ServedModel, op: str,
+                     payload: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:
+        ctx = current_request()
+        deadline = ctx.deadline if ctx else None
+        if ctx is not None:
+            ctx.model = model.id
+        if self.draining:
+            raise ModelNotReady("The server is shutting down and takes no new requests.")
+        check_input(model.spec.capability, payload, self.settings.max_input_chars)
+        m = self.metrics
+        try:
+            async with model.admission.slot(deadline) as admitted:
+                m.queue_wait.labels(model.id).observe(admitted.queue_wait_s)
+                m.batch_size.labels(model.id).observe(admitted.running)
+                model.touch()
+                await self._loader.ensure_loaded(model, deadline)
+                started = time.monotonic()
+                first: float | None = None
+                events = model.worker.stream(op, payload, deadline=deadline,
+                                             request_id=ctx.request_id if ctx else None)
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        if first is None:
+                            first = time.monotonic()
+                            m.ttft.labels(model.id).observe(first - started)
+                        observe_event(event, model.id, m, ctx, first)
+                        yield event
+        except RetryLater:
+            m.rejected.labels(model.id, "queue_full").inc()
+            raise
+        except DeadlineExceeded:
+            m.rejected.labels(model.id, "deadline").inc()
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            m.rejected.labels(model.id, "cancelled").inc()
+            raise
+        finally:
+            model.touch()
+
+    # -- admin ---------------------------------------------------------------------------------
+
+    async def load(self, name: str) -> ModelStatus:
+        """Load a model now (retrying a failed one); its error says why when it cannot."""
+        model = self.model(name)
+        model.load_error = None
+        await self._loader.ensure_loaded(model, None, retry_failed=True)
+        return self._status(model)
+
+    async def unload(self, name: str) -> ModelStatus:
+        model = self.model(name)
+        await self._loader.unload(model, "admin")
+        return self._status(model)
+
+    async def refresh_stats(self) -> None:
+        """Ask each ready worker what it is running (for /metrics and the admin list)."""
+        async def one(model: ServedModel) -> None:
+            model.stats = await model.worker.stats() if model.ready else {"active": 0,
+                                                                          "events": 0}
+        await asyncio.gather(*(one(m) for m in self._models.values()))
 
     def statuses(self) -> list[ModelStatus]:
-        return [
-            ModelStatus(
-                id=w.spec.id, capability=w.spec.capability, backend=w.spec.backend,
-                aliases=list(w.spec.aliases), state=w.state.value, info=dict(w.info),
-                error=w.error, pid=w.pid, restarts=w.restarts,
-            )
-            for w in self._workers.values()
-        ]
+        return [self._status(m) for m in self._models.values()]
+
+    def _status(self, m: ServedModel) -> ModelStatus:
+        w = m.worker
+        return ModelStatus(
+            id=m.id, capability=m.spec.capability, backend=m.spec.backend,
+            aliases=list(m.spec.aliases), state=m.state(), info=dict(w.info),
+            error=m.load_error or w.error, pid=w.pid if m.loaded else None, restarts=w.restarts,
+            memory_bytes=m.memory_bytes(), pinned=m.policy.pin, in_flight=m.admission.in_flight,
+            queued=m.admission.queued, idle_s=round(time.monotonic() - m.last_used, 3),
+            active_sequences=int(m.stats.get("active", 0)),
+            generated_events=int(m.stats.get("events", 0)))
+
+    def _snapshots(self) -> list[WorkerSnapshot]:
+        return [WorkerSnapshot(s.id, s.state, s.memory_bytes, s.restarts, s.active_sequences,
+                               s.generated_events) for s in self.statuses()]
 
     def all_ready(self) -> bool:
-        return all(w.state == WorkerState.READY for w in self._workers.values())
+        """Every model answers or can be loaded on demand (none loading or failed)."""
+        return not self.draining and all(s.state in ("ready", "unloaded")
+                                         for s in self.statuses())

@@ -12,14 +12,17 @@ import itertools
 import logging
 import socket
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import psutil
+
 from pocketserve.config import ModelSpec
-from pocketserve.errors import ModelNotReady, PocketserveError
-from pocketserve.serving.ipc import CANCEL, new_unpacker, pack
+from pocketserve.errors import DeadlineExceeded, ModelNotReady, PocketserveError
+from pocketserve.serving.ipc import CANCEL, STATS, new_unpacker, pack
 
 log = logging.getLogger("pocketserve.worker")
 
@@ -29,7 +32,7 @@ class WorkerState(StrEnum):
     READY = "ready"
     RESTARTING = "restarting"
     FAILED = "failed"
-    STOPPED = "stopped"
+    STOPPED = "unloaded"
 
 
 @dataclass
@@ -41,6 +44,19 @@ class WorkerOptions:
 
 
 _CRASHED = {"event": "crashed"}
+_UNLOADED = {"event": "unloaded"}
+
+
+async def _next(queue: asyncio.Queue[dict[str, Any]], deadline: float | None,
+                model: str) -> dict[str, Any]:
+    """The next message, or DeadlineExceeded once the request's time is up."""
+    if deadline is None:
+        return await queue.get()
+    try:
+        return await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"The request to model {model!r} ran past its deadline and was stopped.") from None
 
 
 class WorkerProcess:
@@ -70,7 +86,9 @@ class WorkerProcess:
         await self._first_outcome.wait()
 
     async def stop(self) -> None:
+        """Close the worker's socket (it cancels its work and exits), kill it if it lingers."""
         self._stopping = True
+        self._fail_pending(_UNLOADED)
         if self._proc is not None and self._proc.returncode is None:
             if self._writer is not None:
                 self._writer.close()  # EOF: the worker cancels its work and exits
@@ -85,19 +103,24 @@ class WorkerProcess:
         self.state = WorkerState.STOPPED
         self.pid = None
 
-    async def stream(self, op: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Events of one request. Leaving early (client gone) cancels it in the worker."""
-        if self.state != WorkerState.READY or self._writer is None:
+    async def stream(self, op: str, payload: dict[str, Any], *, deadline: float | None = None,
+                     request_id: str | None = None) -> AsyncGenerator[dict[str, Any]]:
+        """Events of one request. Leaving early (client gone, deadline) cancels it in the
+        worker, which drops it at its next step."""
+        if self.state != WorkerState.READY or self._writer is None or self._writer.is_closing():
             raise ModelNotReady(self._not_ready_message())
-        request_id = next(self._ids)
+        wire_id = next(self._ids)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._pending[request_id] = queue
+        self._pending[wire_id] = queue
         writer = self._writer
-        writer.write(pack({"id": request_id, "op": op, "payload": payload}))
+        message: dict[str, Any] = {"id": wire_id, "op": op, "payload": payload}
+        if request_id is not None:
+            message["rid"] = request_id
+        writer.write(pack(message))
         finished = False
         try:
             while True:
-                message = await queue.get()
+                message = await _next(queue, deadline, self.spec.id)
                 event = message["event"]
                 if event == "data":
                     yield message["data"]
@@ -107,19 +130,46 @@ class WorkerProcess:
                     return
                 if event == "error":
                     raise PocketserveError.from_wire(message["error"])
+                if event == "unloaded":
+                    raise ModelNotReady(f"The model {self.spec.id!r} was unloaded while "
+                                        "serving this request.")
                 raise ModelNotReady(
                     f"The worker of model {self.spec.id!r} stopped while serving this request; "
                     "it is being restarted.")
         finally:
-            self._pending.pop(request_id, None)
+            self._pending.pop(wire_id, None)
             if not finished and not writer.is_closing():
-                writer.write(pack({"id": request_id, "op": CANCEL}))
+                writer.write(pack({"id": wire_id, "op": CANCEL}))
 
-    async def call(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """A request answered by exactly one data event."""
-        async for data in self.stream(op, payload):
-            return data
-        raise ModelNotReady(f"model {self.spec.id!r} gave no answer to {op!r}")
+    async def call(self, op: str, payload: dict[str, Any], *,
+                   deadline: float | None = None) -> dict[str, Any]:
+        """A request answered by one data event (read to its end, so no cancel is sent)."""
+        answer: dict[str, Any] | None = None
+        async for data in self.stream(op, payload, deadline=deadline):
+            if answer is None:
+                answer = data
+        if answer is None:
+            raise ModelNotReady(f"model {self.spec.id!r} gave no answer to {op!r}")
+        return answer
+
+    async def stats(self) -> dict[str, Any]:
+        """What the worker process itself is doing (active requests, events emitted); it
+        answers from its reader thread, so this is quick even when the model is busy."""
+        if self.state != WorkerState.READY:
+            return {"active": 0, "events": 0}
+        try:
+            return await self.call(STATS, {}, deadline=time.monotonic() + 2.0)
+        except (PocketserveError, ConnectionError, RuntimeError):  # stopping meanwhile
+            return {"active": 0, "events": 0}
+
+    def memory_bytes(self) -> int:
+        """Resident memory of the worker process (0 when none runs)."""
+        if self.pid is None or self.state not in (WorkerState.READY, WorkerState.LOADING):
+            return 0
+        try:
+            return int(psutil.Process(self.pid).memory_info().rss)
+        except psutil.Error:
+            return 0
 
     def _not_ready_message(self) -> str:
         state = self.state.value
@@ -198,6 +248,6 @@ class WorkerProcess:
             loaded.set_exception(ConnectionError("worker closed its socket"))
         self._fail_pending()
 
-    def _fail_pending(self) -> None:
+    def _fail_pending(self, why: dict[str, Any] = _CRASHED) -> None:
         for queue in self._pending.values():
-            queue.put_nowait(_CRASHED)
+            queue.put_nowait(why)

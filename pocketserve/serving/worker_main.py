@@ -21,7 +21,7 @@ from pocketserve.catalog import resolve_source
 from pocketserve.config import ModelSpec
 from pocketserve.engines.base import Engine
 from pocketserve.errors import EngineFailure, PocketserveError
-from pocketserve.serving.ipc import CANCEL, BlockingChannel
+from pocketserve.serving.ipc import CANCEL, STATS, BlockingChannel
 
 log = logging.getLogger("pocketserve.worker")
 
@@ -40,8 +40,11 @@ def main() -> int:
     try:
         engine = load_engine(spec, resolve_source(spec.source), args.threads)
     except Exception as exc:  # any failure to load is reported, not raised
-        log.error("loading %s failed: %s", spec.id, exc)
-        channel.send({"event": "load_failed", "error": f"{type(exc).__name__}: {exc}"})
+        # Name the backend and the weights: a library's own message often names neither.
+        cause = (f"loading {spec.source} with the {spec.backend} backend failed: "
+                 f"{type(exc).__name__}: {exc}")
+        log.error("%s: %s", spec.id, cause)
+        channel.send({"event": "load_failed", "error": cause})
         return 1
     channel.send({"event": "ready", "info": engine.info()})
     try:
@@ -51,50 +54,76 @@ def main() -> int:
     return 0
 
 
-def serve(channel: BlockingChannel, engine: Engine) -> None:
-    """Dispatch requests to threads until the server closes the socket."""
-    handlers = engine.handlers()
-    running: dict[int, threading.Event] = {}
-    lock = threading.Lock()
+class _Requests:
+    """The requests this worker is running, each with the event that cancels it."""
 
-    def run(request_id: int, op: str, payload: dict[str, Any], cancelled: threading.Event) -> None:
+    def __init__(self, channel: BlockingChannel, engine: Engine):
+        self.channel = channel
+        self.handlers = engine.handlers()
+        self.running: dict[int, threading.Event] = {}
+        self.emitted = 0  # data events sent, for the server's `stats`
+        self.lock = threading.Lock()
+
+    def add(self, request_id: int) -> threading.Event:
+        cancelled = threading.Event()
+        with self.lock:
+            self.running[request_id] = cancelled
+        return cancelled
+
+    def cancel(self, request_id: int | None = None) -> None:
+        """Cancel one request, or all of them (None)."""
+        with self.lock:
+            events = list(self.running.values()) if request_id is None else [
+                e for e in [self.running.get(request_id)] if e is not None]
+        for event in events:
+            event.set()
+
+    def stats(self, request_id: int) -> None:
+        with self.lock:
+            stats = {"active": len(self.running), "events": self.emitted}
+        self.channel.send({"id": request_id, "event": "data", "data": stats})
+        self.channel.send({"id": request_id, "event": "end"})
+
+    def run(self, request_id: int, op: str, payload: dict[str, Any],
+            cancelled: threading.Event, rid: str) -> None:
         def emit(data: dict[str, Any]) -> None:
-            channel.send({"id": request_id, "event": "data", "data": data})
+            self.channel.send({"id": request_id, "event": "data", "data": data})
+            with self.lock:
+                self.emitted += 1
 
         try:
-            handler = handlers.get(op)
+            handler = self.handlers.get(op)
             if handler is None:
                 raise EngineFailure(f"this model does not support {op!r}")
             handler(payload, emit, cancelled)
-            channel.send({"id": request_id, "event": "end"})
+            self.channel.send({"id": request_id, "event": "end"})
         except PocketserveError as exc:
-            channel.send({"id": request_id, "event": "error", "error": exc.to_wire()})
+            self.channel.send({"id": request_id, "event": "error", "error": exc.to_wire()})
         except Exception as exc:
-            log.error("request %s failed:\n%s", request_id, traceback.format_exc())
+            log.error("[%s] request failed:\n%s", rid, traceback.format_exc())
             failure = EngineFailure(f"the model failed: {type(exc).__name__}: {exc}")
-            channel.send({"id": request_id, "event": "error", "error": failure.to_wire()})
+            self.channel.send({"id": request_id, "event": "error", "error": failure.to_wire()})
         finally:
-            with lock:
-                running.pop(request_id, None)
+            with self.lock:
+                self.running.pop(request_id, None)
 
+
+def serve(channel: BlockingChannel, engine: Engine) -> None:
+    """Dispatch requests to threads until the server closes the socket."""
+    requests = _Requests(channel, engine)
     with ThreadPoolExecutor(max_workers=64, thread_name_prefix="op") as pool:
         for message in channel.messages():
             request_id = int(message["id"])
             if message["op"] == CANCEL:
-                with lock:
-                    event = running.get(request_id)
-                if event is not None:
-                    event.set()
-                continue
-            cancelled = threading.Event()
-            with lock:
-                running[request_id] = cancelled
-            pool.submit(run, request_id, str(message["op"]), message.get("payload") or {},
-                        cancelled)
+                requests.cancel(request_id)
+            elif message["op"] == STATS:
+                requests.stats(request_id)
+            else:
+                pool.submit(requests.run, request_id, str(message["op"]),
+                            message.get("payload") or {}, requests.add(request_id),
+                            str(message.get("rid", request_id)))
         # The server went away: stop everything still running, then exit.
-        with lock:
-            for event in running.values():
-                event.set()
+        requests.cancel()
 
 
 if __name__ == "__main__":

@@ -101,3 +101,11 @@ def test_builtin_minilm_entries() -> None:
     reranker = catalog.find("minilm-cosine-reranker")
     assert isinstance(reranker, ModelSpec)
     assert reranker.capability == "rerank" and "cosine" in reranker.description
+
+
+def test_a_piper_voice_by_path_is_speech(tmp_path: Path) -> None:
+    voice = tmp_path / "en_US-test-medium.onnx"
+    voice.write_bytes(b"")
+    (tmp_path / "en_US-test-medium.onnx.json").write_text("{}")
+    spec = spec_for_path(str(voice))
+    assert (spec.capability, spec.backend) == ("speech", "piper")

@@ -45,8 +45,11 @@ async def get_model(model_id: str, registry: RegistryDep) -> dict[str, Any]:
 
 @router.get("/health")
 async def health(registry: RegistryDep) -> JSONResponse:
+    """200 while every model answers or can load on demand; 503 while one is loading or
+    failed, and while the server shuts down."""
     states = {s.id: s.state for s in registry.statuses()}
-    not_ready = sorted(name for name, state in states.items() if state != "ready")
-    body = {"status": "ok" if not not_ready else "unavailable", "models": states,
-            "not_ready": not_ready}
-    return JSONResponse(body, status_code=200 if not not_ready else 503)
+    not_ready = sorted(name for name, state in states.items()
+                       if state not in ("ready", "unloaded"))
+    ok = registry.all_ready()
+    body = {"status": "ok" if ok else "unavailable", "models": states, "not_ready": not_ready}
+    return JSONResponse(body, status_code=200 if ok else 503)

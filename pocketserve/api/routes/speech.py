@@ -1,0 +1,97 @@
+"""POST /v1/audio/speech (streamed audio or SSE) and GET /v1/audio/voices."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from pocketserve.api.deps import RegistryDep
+from pocketserve.api.errors import error_body
+from pocketserve.api.protocol.speech import CreateSpeechRequest
+from pocketserve.api.streaming import primed
+from pocketserve.audio.encode import MEDIA_TYPES
+from pocketserve.config import ModelSpec
+from pocketserve.errors import InvalidRequest, PocketserveError
+from pocketserve.serving.registry import ModelRegistry
+
+log = logging.getLogger("pocketserve.api")
+router = APIRouter()
+_NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _speech_model(registry: ModelRegistry, name: str) -> ModelSpec:
+    spec = registry.spec(name)
+    if spec.capability != "speech":
+        raise InvalidRequest(f"The model {spec.id!r} does not generate speech "
+                             f"(it serves {spec.capability}).", param="model")
+    return spec
+
+
+@router.post("/v1/audio/speech")
+async def create_speech(body: CreateSpeechRequest, registry: RegistryDep) -> StreamingResponse:
+    spec = _speech_model(registry, body.model)
+    request = body.to_engine()
+    # The first event waits for the first sentence, so a refused request still gets its 400.
+    events = await primed(registry.stream(spec.id, "speech", asdict(request)))
+    if body.stream_format == "sse":
+        return StreamingResponse(_sse(events), media_type="text/event-stream",
+                                 headers=_NO_BUFFERING)
+    return StreamingResponse(_audio(events), media_type=MEDIA_TYPES[body.response_format],
+                             headers=_NO_BUFFERING)
+
+
+async def _audio(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Audio bytes as each sentence is encoded (chunked transfer)."""
+    async with aclosing(events):  # type: ignore[type-var]
+        try:
+            async for event in events:
+                if event.get("type") == "audio":
+                    yield bytes(event["audio"])
+        except PocketserveError as exc:
+            # Headers are gone: the status cannot change, so the audio just ends early.
+            log.error("speech stream ended early: %s", exc.message)
+
+
+async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """OpenAI's speech.audio.delta events (base64 audio), then speech.audio.done.
+
+    No `data: [DONE]` line, unlike chat: OpenAI's speech stream ends with its done event.
+    """
+    async with aclosing(events):  # type: ignore[type-var]
+        try:
+            async for event in events:
+                if event.get("type") == "audio":
+                    audio = base64.b64encode(event["audio"]).decode()
+                    yield _frame({"type": "speech.audio.delta", "audio": audio})
+                elif event.get("type") == "done":
+                    yield _frame({"type": "speech.audio.done", "usage": event["usage"]})
+        except PocketserveError as exc:
+            yield _frame({"type": "error", **error_body(exc.message, exc.kind, exc.param,
+                                                        exc.code)})
+
+
+def _frame(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+@router.get("/v1/audio/voices")
+async def list_voices(registry: RegistryDep, model: str | None = None) -> dict[str, Any]:
+    """Every voice of every ready speech model (or of `model`), OpenAI names first."""
+    wanted = _speech_model(registry, model).id if model else None
+    data = []
+    for status in registry.statuses():
+        if status.capability != "speech" or (wanted and status.id != wanted):
+            continue
+        for voice in status.info.get("voices", ()):
+            data.append({"object": "audio.voice", "id": voice["id"], "name": voice["id"],
+                         "model": status.id, "language": voice["language"],
+                         "backend_voice": voice["backend_voice"]})
+    return {"object": "list", "data": data}
