@@ -138,6 +138,12 @@ class Embedder:
         return out
 
 
+def usage_event(prompt_tokens: int) -> dict[str, Any]:
+    """The serving layer's accounting event (metrics, per-key token limits), sent after the
+    answer; see serving/usage.py."""
+    return {"type": "usage", "prompt_tokens": prompt_tokens, "completion_tokens": 0}
+
+
 def shorten(vectors: np.ndarray, dimensions: int) -> np.ndarray:
     """Keep the first `dimensions` components and re-normalise (Matryoshka embeddings)."""
     cut = vectors[:, :dimensions]
@@ -171,8 +177,9 @@ class EmbeddingEngine:
         if req.dimensions is not None and req.dimensions != vectors.shape[1]:
             vectors = shorten(vectors, req.dimensions)
         little = vectors.astype("<f4", copy=False)
-        emit({"embeddings": [row.tobytes() for row in little],
-              "prompt_tokens": sum(len(s) for s in sequences)})
+        tokens = sum(len(s) for s in sequences)
+        emit({"embeddings": [row.tobytes() for row in little], "prompt_tokens": tokens})
+        emit(usage_event(tokens))
 
     def _check_dimensions(self, dimensions: int | None) -> None:
         native = self.embedder.backend.dimension

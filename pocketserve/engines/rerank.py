@@ -16,7 +16,7 @@ import numpy as np
 
 from pocketserve.engines.base import Emit, Handler
 from pocketserve.engines.batching import Batcher
-from pocketserve.engines.embeddings import BatchOptions, Embedder, EmbedRequest
+from pocketserve.engines.embeddings import BatchOptions, Embedder, EmbedRequest, usage_event
 from pocketserve.errors import ContextLengthExceeded
 
 
@@ -78,6 +78,7 @@ class RerankEngine:
         emit({"results": [{"index": r.index, "relevance_score": r.relevance_score}
                           for r in rank(scores, req.top_n)],
               "prompt_tokens": tokens})
+        emit(usage_event(tokens))
 
 
 class CosineScorer:

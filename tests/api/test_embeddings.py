@@ -185,3 +185,16 @@ def test_truncation_settings_flip_both_defaults() -> None:
         assert reply.json()["error"]["param"] == "documents[1]"
     finally:
         stop_server(running)
+
+
+def test_tokens_are_counted_in_the_metrics(server: RunningServer) -> None:
+    def counted() -> float:
+        text = httpx.get(server.base_url + "/metrics", timeout=10).text
+        line = next((ln for ln in text.splitlines() if ln.startswith(
+            f'pocketserve_input_tokens_total{{model="{MODEL}"}}')), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    before = counted()
+    reply = post(server, "/v1/embeddings", {"model": MODEL, "input": ["hello world", "a cat"]})
+    assert reply.status_code == 200
+    assert counted() - before == 8

@@ -59,7 +59,9 @@ def make(batch_size: int = 4, max_batch: int = 16, window_s: float = 0.05,
 def run(engine: EmbeddingEngine, payload: dict[str, object]) -> dict[str, object]:
     out: list[dict[str, object]] = []
     engine.handlers()["embed"](dict(payload), out.append, threading.Event())
-    assert len(out) == 1
+    assert len(out) == 2  # the answer, then the serving layer's usage event
+    assert out[1] == {"type": "usage", "prompt_tokens": out[0]["prompt_tokens"],
+                      "completion_tokens": 0}
     return out[0]
 
 
