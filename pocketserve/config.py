@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
     models: list[str] = Field(
-        default_factory=lambda: ["smollm2-135m-instruct", "piper-joe-medium",
+        default_factory=lambda: ["smollm2-135m-instruct", "whisper-base", "piper-joe-medium",
                                  "all-minilm-l6-v2", "minilm-cosine-reranker"],
         description="Models to serve: catalog ids or paths to local model files/folders.",
     )
@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
     )
+    audio_max_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1024,
+        description="Largest audio upload for transcription/translation (413), as OpenAI's.")
+    audio_max_seconds: float = Field(
+        default=1800.0, gt=0,
+        description="Longest audio accepted for transcription/translation (400 beyond it).")
     worker_start_timeout_s: float = Field(
         default=300.0, gt=0, description="How long a model may take to load before it fails."
     )

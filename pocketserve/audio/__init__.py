@@ -1,1 +1,1 @@
-"""Audio: decoding, resampling and encoding; subtitle formats."""
+"""Audio: decoding uploads, resampling, streamed encoding, subtitle formats, languages."""

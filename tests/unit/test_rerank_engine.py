@@ -109,3 +109,13 @@ def test_a_piper_voice_by_path_is_speech(tmp_path: Path) -> None:
     (tmp_path / "en_US-test-medium.onnx.json").write_text("{}")
     spec = spec_for_path(str(voice))
     assert (spec.capability, spec.backend) == ("speech", "piper")
+
+
+def test_a_folder_with_only_a_config_is_not_an_encoder(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"architectures": ["BertModel"]}')
+    (tmp_path / "model.bin").write_bytes(b"\0")  # CTranslate2-style weights
+    with pytest.raises(ModelNotFound):
+        spec_for_path(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"\0")
+    spec = spec_for_path(str(tmp_path))
+    assert (spec.capability, spec.backend) == ("embeddings", "sentence_transformers")

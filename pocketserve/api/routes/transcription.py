@@ -1,0 +1,73 @@
+"""Speech to text: /v1/audio/transcriptions and /v1/audio/translations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from pocketserve.api.deps import RegistryDep, SettingsDep
+from pocketserve.api.protocol.transcription import (
+    delta_event,
+    done_event,
+    read_form,
+    transcript_response,
+)
+from pocketserve.api.streaming import primed, sse_response
+from pocketserve.config import Settings
+from pocketserve.engines.transcription import Segment, Task, Transcript, event_from_wire
+from pocketserve.errors import InvalidRequest
+from pocketserve.serving.registry import ModelRegistry
+
+router = APIRouter()
+
+_FORM_LIMITS = {"max_files": 1, "max_fields": 64}
+
+
+@router.post("/v1/audio/transcriptions")
+async def transcriptions(request: Request, registry: RegistryDep,
+                         settings: SettingsDep) -> Response:
+    return await _handle(request, registry, settings, "transcribe")
+
+
+@router.post("/v1/audio/translations")
+async def translations(request: Request, registry: RegistryDep,
+                       settings: SettingsDep) -> Response:
+    return await _handle(request, registry, settings, "translate")
+
+
+async def _handle(request: Request, registry: ModelRegistry, settings: Settings,
+                  task: Task) -> Response:
+    form_data = await request.form(**_FORM_LIMITS)
+    form, audio = await read_form(form_data, task, settings.audio_max_bytes)
+    spec = registry.spec(form.model)
+    if spec.capability != "transcription":
+        raise InvalidRequest(f"The model {spec.id!r} does not transcribe audio "
+                             f"(it serves {spec.capability}).", param="model")
+    payload = form.to_engine(audio, task, settings.audio_max_seconds)
+    events = registry.stream(spec.id, "transcribe", asdict(payload))
+    if form.stream:
+        return sse_response(await primed(_stream(events)))
+    transcript = Transcript()
+    async with aclosing(events):  # type: ignore[type-var]
+        async for data in events:
+            transcript.add(event_from_wire(data))
+    return transcript_response(transcript, form, task)
+
+
+async def _stream(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """One delta per decoded segment, then the whole text; deltas concatenate to it."""
+    parts: list[str] = []
+    async with aclosing(events):  # type: ignore[type-var]
+        async for data in events:
+            event = event_from_wire(data)
+            if not isinstance(event, Segment):
+                continue
+            delta = event.text if parts else event.text.lstrip()
+            if delta:
+                parts.append(delta)
+                yield delta_event(delta)
+    yield done_event("".join(parts).rstrip())
