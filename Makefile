@@ -46,5 +46,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/chat_speed.py
 	$(BIN)/python bench/tts_speed.py
 
+bench-embeddings: $(STAMP)
+	$(BIN)/python bench/embeddings_speed.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

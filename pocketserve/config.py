@@ -77,12 +77,19 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
     models: list[str] = Field(
-        default_factory=lambda: ["smollm2-135m-instruct", "whisper-base", "piper-joe-medium"],
+        default_factory=lambda: ["smollm2-135m-instruct", "whisper-base", "piper-joe-medium",
+                                 "all-minilm-l6-v2", "minilm-cosine-reranker"],
         description="Models to serve: catalog ids or paths to local model files/folders.",
     )
     extra_models: list[ModelSpec] = Field(
         default_factory=list, description="Catalog entries added to the built-in ones."
     )
+    embeddings_truncate: bool = Field(
+        default=False, description="Cut embedding inputs longer than the model's limit instead "
+        "of answering 400 (OpenAI answers 400, so clients expect it).")
+    rerank_truncate: bool = Field(
+        default=True, description="Cut rerank documents that do not fit the model beside the "
+        "query instead of answering 400 (Cohere and Jina truncate too).")
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads per model worker; default: all cores."
     )

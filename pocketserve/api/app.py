@@ -12,7 +12,7 @@ from pocketserve.api.auth import ApiKeyAuth, ApiKeys
 from pocketserve.api.errors import install_error_handlers
 from pocketserve.api.limits import BodySizeLimit
 from pocketserve.api.middleware import CancelOnDisconnect, RequestContextMiddleware
-from pocketserve.api.routes import admin, models, speech, text, transcription
+from pocketserve.api.routes import admin, embeddings, models, rerank, speech, text, transcription
 from pocketserve.catalog import Catalog
 from pocketserve.config import Settings
 from pocketserve.serving.metrics import Metrics
@@ -42,6 +42,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(speech.router)
     app.include_router(transcription.router)
+    app.include_router(embeddings.router)
+    app.include_router(rerank.router)
     # Added innermost first: the request context wraps everything, so even a 401 or a 413
     # carries the request id and is counted.
     app.add_middleware(CancelOnDisconnect)

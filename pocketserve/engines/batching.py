@@ -54,6 +54,15 @@ class Batcher(Generic[T, R]):
         self._queue.put(_Entry(item, future, cancelled))
         return future.result()
 
+    def submit_many(self, items: Sequence[T], cancelled: threading.Event | None = None) -> list[R]:
+        """Queue all items at once (so they can share batches), then wait for all of them."""
+        futures: list[Future[R]] = []
+        for item in items:
+            future: Future[R] = Future()
+            self._queue.put(_Entry(item, future, cancelled))
+            futures.append(future)
+        return [f.result() for f in futures]
+
     def close(self) -> None:
         for _ in self._threads:
             self._queue.put(None)

@@ -13,12 +13,19 @@ from pocketserve.serving.registry import ModelStatus
 router = APIRouter()
 
 
+# Facts a worker reports that only some capabilities have (embedding size, how a reranker
+# scores); shown only where present.
+_OPTIONAL_INFO = ("dimensions", "scoring")
+
+
 def _model_object(status: ModelStatus, created: int) -> dict[str, Any]:
+    extra = {k: status.info[k] for k in _OPTIONAL_INFO if k in status.info}
     return {
         "id": status.id, "object": "model", "created": created, "owned_by": "pocketserve",
         "capability": status.capability, "backend": status.backend, "aliases": status.aliases,
         "state": status.state, "error": status.error, "restarts": status.restarts,
         "context_length": status.info.get("context_length"),
+        **extra,
     }
 
 

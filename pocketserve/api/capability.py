@@ -1,0 +1,16 @@
+"""A request's model must serve the capability its route offers; otherwise a 400 names it."""
+
+from __future__ import annotations
+
+from pocketserve.config import ModelSpec
+from pocketserve.errors import InvalidRequest
+from pocketserve.serving.registry import ModelRegistry
+
+
+def model_for(registry: ModelRegistry, name: str, capability: str, doing: str) -> ModelSpec:
+    """The served spec for `name`, or InvalidRequest when it cannot do `doing`."""
+    spec = registry.spec(name)
+    if spec.capability != capability:
+        raise InvalidRequest(f"The model {spec.id!r} does not {doing} (it serves "
+                             f"{spec.capability}).", param="model")
+    return spec

@@ -1,0 +1,31 @@
+"""POST /v1/embeddings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from pocketserve.api.capability import model_for
+from pocketserve.api.deps import RegistryDep, SettingsDep
+from pocketserve.api.protocol.embeddings import EmbeddingRequest, embedding_list
+
+router = APIRouter()
+
+
+def json_response(body: dict[str, Any]) -> Response:
+    """Plain json.dumps: FastAPI's encoder walks every float and is slow on big vectors."""
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+
+@router.post("/v1/embeddings")
+async def embeddings(body: EmbeddingRequest, registry: RegistryDep,
+                     settings: SettingsDep) -> Response:
+    spec = model_for(registry, body.model, "embeddings", "make embeddings")
+    payload = body.to_engine(truncate=settings.embeddings_truncate)
+    reply = await registry.call(spec.id, "embed", payload)
+    return json_response(embedding_list(list(reply["embeddings"]), body.encoding_format,
+                                        spec.id, int(reply["prompt_tokens"])))
+
