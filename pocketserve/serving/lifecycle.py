@@ -41,6 +41,8 @@ WARMUPS: dict[str, Callable[[], tuple[str, dict[str, Any]]]] = {
                                   "response_format": "mp3"}),
     # One fixed temperature: on silence, the default fallback would retry at every temperature.
     "transcription": lambda: ("transcribe", {"audio": _silent_wav(), "temperature": 0.2}),
+    "embeddings": lambda: ("embed", {"texts": ["Hello there."]}),
+    "rerank": lambda: ("rerank", {"query": "greeting", "documents": ["Hello there."]}),
 }
 
 
