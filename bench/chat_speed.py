@@ -18,6 +18,7 @@ import os
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,19 @@ class RawLibrary:
 
         self.server.handle_chat_completions(request(i, max_tokens), on_chunk)
         return Stream(stamps[0] - start, len(stamps), stamps[-1] - stamps[0])
+
+    def concurrent(self, concurrency: int, runs: int, max_tokens: int,
+                   seed: int) -> tuple[list[Stream], float]:
+        """Rounds of `concurrency` threads, as the served rounds (the GIL is released)."""
+        streams: list[Stream] = []
+        wall = 0.0
+        with ThreadPoolExecutor(concurrency) as pool:
+            for r in range(runs):
+                start = time.perf_counter()
+                streams += pool.map(lambda k, r=r: self.stream(seed + 1000 * r + k, max_tokens),
+                                    range(concurrency))
+                wall += time.perf_counter() - start
+        return streams, wall
 
 
 # -- served ----------------------------------------------------------------------------------
@@ -156,6 +170,9 @@ def main() -> None:
             streams, wall = asyncio.run(
                 served_round(server.base_url, c, args.runs, args.tokens, seed=0))
             rows.append(row(f"served, {c} concurrent", streams, wall))
+        # The library's own batching at 8, to tell serving costs from the library's limit.
+        raw8, raw8_wall = raw_lib.concurrent(8, args.runs, args.tokens, seed=50_000)
+        rows.append(row("raw xllamacpp, 8 concurrent", raw8, raw8_wall))
     finally:
         stop_server(server)
         del raw_lib
@@ -168,12 +185,16 @@ def main() -> None:
     for r in rows:
         print(f"| {r['name']} | {r['per_stream']:.1f} | {r['aggregate']:.1f} | "
               f"{r['ttft_p50']:.1f} | {r['ttft_p95']:.1f} |")
-    raw_row, one, eight = rows[0], rows[1], rows[3]
+    raw_row, one, eight, raw_eight = rows[0], rows[1], rows[3], rows[4]
     print("\n| ratio | value | target |\n|---|---:|---|")
     print(f"| served 1-stream decode / raw | {one['per_stream'] / raw_row['per_stream']:.2f} "
           "| >= 0.90 |")
     print(f"| aggregate at 8 / served 1-stream | {eight['aggregate'] / one['aggregate']:.2f} "
           "| >= 1.50 |")
+    print(f"| served aggregate at 8 / raw aggregate at 8 | "
+          f"{eight['aggregate'] / raw_eight['aggregate']:.2f} | (context) |")
+    print(f"| raw aggregate at 8 / raw 1-stream | "
+          f"{raw_eight['aggregate'] / raw_row['aggregate']:.2f} | (context) |")
     print(f"| TTFT p50 overhead, served 1 - raw (ms) | "
           f"{one['ttft_p50'] - raw_row['ttft_p50']:.1f} | <= 15 |")
 
