@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck unit bench install clean espeak-ng
+.PHONY: run test lint typecheck bench bench-load install clean espeak-ng
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,12 +42,15 @@ typecheck: $(STAMP)
 test: $(STAMP) espeak-ng lint typecheck
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+# Benchmarks print tables; they are never part of the test suite's pass/fail.
+bench: $(STAMP) espeak-ng
 	$(BIN)/python bench/chat_speed.py
+	$(BIN)/python bench/embeddings_speed.py
+	$(BIN)/python bench/stt_speed.py
 	$(BIN)/python bench/tts_speed.py
 
-bench-embeddings: $(STAMP)
-	$(BIN)/python bench/embeddings_speed.py
+bench-load: $(STAMP)
+	$(BIN)/python bench/load_test.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
