@@ -10,6 +10,7 @@ then per request any number of {"id", "event": "data", "data"} and one
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -38,8 +39,10 @@ class BlockingChannel:
         self._lock = threading.Lock()
 
     def send(self, message: dict[str, Any]) -> None:
+        """Send, or drop the message once the server has gone: the worker is exiting then
+        (its reader sees EOF and cancels everything), and there is nobody left to tell."""
         data = pack(message)
-        with self._lock:
+        with self._lock, contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._sock.sendall(data)
 
     def messages(self) -> Iterator[dict[str, Any]]:

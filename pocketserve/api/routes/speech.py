@@ -13,31 +13,23 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from pocketserve.api.capability import model_for
 from pocketserve.api.deps import RegistryDep
 from pocketserve.api.errors import error_body
 from pocketserve.api.protocol.speech import CreateSpeechRequest
 from pocketserve.api.streaming import primed
 from pocketserve.audio.encode import MEDIA_TYPES
-from pocketserve.config import ModelSpec
-from pocketserve.errors import InvalidRequest, PocketserveError
-from pocketserve.serving.registry import ModelRegistry
+from pocketserve.errors import PocketserveError
 
 log = logging.getLogger("pocketserve.api")
 router = APIRouter()
 _NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _speech_model(registry: ModelRegistry, name: str) -> ModelSpec:
-    spec = registry.spec(name)
-    if spec.capability != "speech":
-        raise InvalidRequest(f"The model {spec.id!r} does not generate speech "
-                             f"(it serves {spec.capability}).", param="model")
-    return spec
-
 
 @router.post("/v1/audio/speech")
 async def create_speech(body: CreateSpeechRequest, registry: RegistryDep) -> StreamingResponse:
-    spec = _speech_model(registry, body.model)
+    spec = model_for(registry, body.model, "speech", "generate speech")
     request = body.to_engine()
     # The first event waits for the first sentence, so a refused request still gets its 400.
     events = await primed(registry.stream(spec.id, "speech", asdict(request)))
@@ -85,7 +77,7 @@ def _frame(data: dict[str, Any]) -> bytes:
 @router.get("/v1/audio/voices")
 async def list_voices(registry: RegistryDep, model: str | None = None) -> dict[str, Any]:
     """Every voice of every ready speech model (or of `model`), OpenAI names first."""
-    wanted = _speech_model(registry, model).id if model else None
+    wanted = model_for(registry, model, "speech", "generate speech").id if model else None
     data = []
     for status in registry.statuses():
         if status.capability != "speech" or (wanted and status.id != wanted):

@@ -7,30 +7,21 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from pocketserve.api.capability import model_for
 from pocketserve.api.deps import RegistryDep
 from pocketserve.api.protocol.chat import ChatCompletionRequest
 from pocketserve.api.protocol.completions import CompletionRequest
 from pocketserve.api.protocol.tokenize import DetokenizeRequest, TokenizeRequest
 from pocketserve.api.streaming import primed, sse_response
 from pocketserve.api.textgen import Shaper, stream_chunks, whole_response
-from pocketserve.config import ModelSpec
-from pocketserve.errors import InvalidRequest
-from pocketserve.serving.registry import ModelRegistry
 
 router = APIRouter()
 
 
-def _chat_model(registry: ModelRegistry, name: str) -> ModelSpec:
-    spec = registry.spec(name)
-    if spec.capability != "chat":
-        raise InvalidRequest(f"The model {spec.id!r} does not generate text "
-                             f"(it serves {spec.capability}).", param="model")
-    return spec
-
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep) -> Any:
-    spec = _chat_model(registry, body.model)
+    spec = model_for(registry, body.model, "chat", "generate text")
     sources = [registry.stream(spec.id, "chat", asdict(body.to_engine()))]
     shaper = Shaper("chat", spec.id, logprobs=body.logprobs)
     if body.stream:
@@ -41,7 +32,7 @@ async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep) -
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, registry: RegistryDep) -> Any:
-    spec = _chat_model(registry, body.model)
+    spec = model_for(registry, body.model, "chat", "generate text")
     sources = [registry.stream(spec.id, "complete", asdict(r)) for r in body.to_engine()]
     shaper = Shaper("completion", spec.id, logprobs=body.logprobs is not None)
     if body.stream:
@@ -52,7 +43,7 @@ async def completions(body: CompletionRequest, registry: RegistryDep) -> Any:
 
 @router.post("/tokenize")
 async def tokenize(body: TokenizeRequest, registry: RegistryDep) -> dict[str, Any]:
-    spec = _chat_model(registry, body.model)
+    spec = model_for(registry, body.model, "chat", "generate text")
     reply = await registry.call(spec.id, "tokenize", asdict(body.to_engine()))
     tokens = list(reply["tokens"])
     return {"count": len(tokens), "max_model_len": reply["max_model_len"], "tokens": tokens}
@@ -60,6 +51,6 @@ async def tokenize(body: TokenizeRequest, registry: RegistryDep) -> dict[str, An
 
 @router.post("/detokenize")
 async def detokenize(body: DetokenizeRequest, registry: RegistryDep) -> dict[str, Any]:
-    spec = _chat_model(registry, body.model)
+    spec = model_for(registry, body.model, "chat", "generate text")
     reply = await registry.call(spec.id, "detokenize", {"tokens": body.tokens})
     return {"prompt": reply["prompt"]}

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from pocketserve.api.capability import model_for
 from pocketserve.api.deps import RegistryDep, SettingsDep
 from pocketserve.api.protocol.transcription import (
     delta_event,
@@ -19,7 +20,6 @@ from pocketserve.api.protocol.transcription import (
 from pocketserve.api.streaming import primed, sse_response
 from pocketserve.config import Settings
 from pocketserve.engines.transcription import Segment, Task, Transcript, event_from_wire
-from pocketserve.errors import InvalidRequest
 from pocketserve.serving.registry import ModelRegistry
 
 router = APIRouter()
@@ -43,10 +43,7 @@ async def _handle(request: Request, registry: ModelRegistry, settings: Settings,
                   task: Task) -> Response:
     form_data = await request.form(**_FORM_LIMITS)
     form, audio = await read_form(form_data, task, settings.audio_max_bytes)
-    spec = registry.spec(form.model)
-    if spec.capability != "transcription":
-        raise InvalidRequest(f"The model {spec.id!r} does not transcribe audio "
-                             f"(it serves {spec.capability}).", param="model")
+    spec = model_for(registry, form.model, "transcription", "transcribe audio")
     payload = form.to_engine(audio, task, settings.audio_max_seconds)
     events = registry.stream(spec.id, "transcribe", asdict(payload))
     if form.stream:
