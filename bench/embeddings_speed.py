@@ -18,10 +18,7 @@ import argparse
 import importlib.util
 import os
 import random
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +27,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import start_server, stop_server
 
 CLIENTS = 16
 PER_REQUEST = 32
@@ -86,18 +86,11 @@ def raw_runner(texts: list[str], threads: int) -> Callable[[], None]:
 @contextmanager
 def served_runner(texts: list[str], threads: int) -> Iterator[Callable[[], None]]:
     """16 clients at once, each posting its own 32 sentences, through HTTP and the worker."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the server writes to it while it runs
-        prefix="bench-embed-", suffix=".log", delete=False)
-    proc = subprocess.Popen([sys.executable, "-m", "pocketserve", "serve", "--port", str(port),
-                             "--model", MODEL, "--threads", str(threads),
-                             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    server = start_server([MODEL], "--threads", str(threads), "--log-level", "warning",
+                          timeout_s=120)
+    base = server.base_url
     chunks = [texts[i:i + PER_REQUEST] for i in range(0, len(texts), PER_REQUEST)]
     try:
-        _wait_healthy(base, proc)
         with httpx.Client(base_url=base, timeout=120,
                           limits=httpx.Limits(max_connections=CLIENTS)) as client, \
                 ThreadPoolExecutor(CLIENTS) as pool:
@@ -113,22 +106,9 @@ def served_runner(texts: list[str], threads: int) -> Iterator[Callable[[], None]
 
             yield run_all
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(server)
 
 
-def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("the server exited before it was ready")
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server was not ready in 120 s")
 
 
 def st_runner(texts: list[str], threads: int) -> Callable[[], None] | None:

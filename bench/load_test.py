@@ -14,12 +14,8 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +24,9 @@ from urllib.parse import urlparse
 import httpx
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import RunningServer, start_server, stop_server
+
 
 @dataclass
 class Round:
@@ -35,34 +34,6 @@ class Round:
     limited: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0  # until the last in-flight request came back
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    log = Path(tempfile.mkdtemp(prefix="pocketserve-load-")) / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "pocketserve", "serve", "--port",
-                                 str(port), "--log-level", "warning", *extra], stdout=out,
-                                stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited early; see {log}")
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"server not healthy in 180 s; see {log}")
 
 
 def _memory_mb(pid: int) -> float:
@@ -130,15 +101,15 @@ def main() -> int:
     parser.add_argument("--api-key", default=os.environ.get("POCKETSERVE_LOAD_KEY"))
     parser.add_argument("server_args", nargs="*", help="extra `serve` arguments, after --")
     args = parser.parse_args()
-    proc = None
+    server: RunningServer | None = None
     if args.url:
         host = urlparse(args.url).hostname or ""
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise SystemExit("load tests run against loopback addresses only")
         base, pid = args.url.rstrip("/"), None
     else:
-        proc, base = _start(["--model", args.model, *args.server_args])
-        pid = proc.pid
+        server = start_server([args.model], "--log-level", "warning", *args.server_args)
+        base, pid = server.base_url, server.proc.pid
     try:
         print(f"{args.clients} clients, {args.seconds:.0f} s per round, max_tokens "
               f"{args.max_tokens}, {os.cpu_count()} CPUs")
@@ -159,12 +130,8 @@ def main() -> int:
                 print(f"      errors: {result.errors}")
         return 1 if failed else 0
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if server is not None:
+            stop_server(server)
 
 
 if __name__ == "__main__":

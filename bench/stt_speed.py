@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import start_server, stop_server
 
 CLIPS = [
     "The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins with a "
@@ -88,26 +90,6 @@ def served_pass(base: str, clips: list[Path], concurrent: bool) -> float:
     return time.perf_counter() - began
 
 
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tempfile.NamedTemporaryFile(prefix="stt-bench-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "pocketserve", "serve", "--port", str(port),
-                             "--model", MODEL], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited; see {log.name}")
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"server not ready; see {log.name}")
 
 
 def main() -> None:
@@ -128,7 +110,8 @@ def main() -> None:
     seconds = sum(a.size for a in audio) / 16_000
     raw = raw_model(threads, workers)
     raw_default = raw_model(os.cpu_count() or 1, 1)
-    proc, base = start_server()
+    server = start_server([MODEL], timeout_s=300)
+    base = server.base_url
     try:
         post(base, clips[0])  # warm up both sides alike
         raw_pass(raw, audio[:1])
@@ -142,8 +125,7 @@ def main() -> None:
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
                   file=sys.stderr)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(server)
     best = {k: min(v) for k, v in times.items()}
     report(best, seconds, threads, workers, len(clips))
     paired = [(s / r, s / c) for r, s, c in zip(times["raw"], times["seq"], times["conc"],

@@ -13,24 +13,23 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import av
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pocketserve.backends import load_engine
 from pocketserve.catalog import Catalog, resolve_source
 from pocketserve.engines.sentences import quick_start, split_sentences
 from pocketserve.engines.speech import SpeechEngine
+from tests.conftest import start_server, stop_server
 
 TEXT = ("The library opens at nine in the morning and closes at six in the evening. "
         "Visitors can borrow up to five books at a time, and most loans last three weeks. "
@@ -83,24 +82,7 @@ def served_run(http: httpx.Client, model: str) -> tuple[float, float, float]:
     return first, total, samples / stream.rate
 
 
-def start_server(model: str) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tempfile.NamedTemporaryFile(prefix="tts-bench-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "pocketserve", "serve", "--port", str(port),
-                             "--model", model], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"server did not start; see {log.name}")
+
 
 
 def medians(run: Callable[[], tuple[float, float, float]], repeats: int) -> list[float]:
@@ -125,15 +107,15 @@ def main() -> None:
     raw = medians(lambda: raw_run(engine), args.repeats)
     inline = medians(lambda: engine_run(engine), args.repeats)
     engine.close()
-    proc, base = start_server(spec.id)
+    server = start_server([spec.id])
+    base = server.base_url
     try:
         # One client, kept alive: a new httpx client per request costs ~0.1-0.2 s of set-up
         # (TLS context) that is the client's, not the server's.
         with httpx.Client(base_url=base, timeout=120) as http:
             served = medians(lambda: served_run(http, spec.id), args.repeats)
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        stop_server(server)
     print(f"model {spec.id}, {threads} thread(s), {os.cpu_count()} cores, "
           f"median of {args.repeats} after a warm-up; 3 sentences, "
           f"{raw[2]:.1f} s of audio; load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
