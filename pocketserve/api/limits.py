@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pocketserve.api.errors import error_body
+from pocketserve.api.middleware import send_error
+from pocketserve.errors import PayloadTooLarge
 
 
 class BodySizeLimit:
@@ -45,10 +44,6 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(error_body(
+        await send_error(send, PayloadTooLarge(
             f"The request body is larger than the limit of {self.max_bytes} bytes.",
-            "invalid_request_error", None, "request_too_large")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+            code="request_too_large"))
