@@ -1,6 +1,8 @@
 """Chat decode speed: the raw llama.cpp library vs pocketserve, side by side in one run.
 
-Raw: xllamacpp in this process, no HTTP, same model, threads and slots as the server.
+Raw: xllamacpp in this process, no HTTP, same weights file, threads and slots as the server (the
+packaged Q4_1 GGUF re-encoded as Q8_0, as the catalog asks; the packaged file itself is measured
+too, for context).
 Served: `pocketserve serve` as a subprocess, streamed over HTTP at concurrency 1, 4 and 8.
 Per stream: time to first token (TTFT) and decode tokens/s after the first token.
 Aggregate: all completion tokens of a round / the round's wall time.
@@ -26,7 +28,9 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pocketserve.backends.llamacpp import prepare_weights
 from pocketserve.catalog import Catalog, resolve_source
+from pocketserve.config import Settings
 from tests.conftest import start_server, stop_server
 
 MODEL = "smollm2-135m-instruct"
@@ -54,11 +58,11 @@ def request(i: int, max_tokens: int) -> dict[str, Any]:
 class RawLibrary:
     """xllamacpp in this process with the server's settings; no pocketserve code involved."""
 
-    def __init__(self, threads: int, slots: int, ctx: int):
+    def __init__(self, path: Path, threads: int, slots: int, ctx: int):
         import xllamacpp
 
         params = xllamacpp.CommonParams()
-        params.model.path = str(resolve_source(Catalog().find(MODEL).source))
+        params.model.path = str(path)
         params.n_ctx, params.n_parallel, params.kv_unified = ctx, slots, True
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
         params.n_batch = 512
@@ -115,7 +119,9 @@ async def served_round(base_url: str, concurrency: int, runs: int, max_tokens: i
     streams: list[Stream] = []
     wall = 0.0
     async with httpx.AsyncClient(base_url=base_url, timeout=300) as client:
-        await served_stream(client, -1, 8)  # warm-up
+        # Open the connection first (clients keep theirs alive). No generation here: it would
+        # leave its prompt in llama.cpp's prefix cache, which the raw side does not get.
+        (await client.get("/health")).raise_for_status()
         for r in range(runs):
             start = time.perf_counter()
             got = await asyncio.gather(*(served_stream(client, seed + 1000 * r + k, max_tokens)
@@ -132,12 +138,11 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def row(name: str, streams: list[Stream], wall: float | None) -> dict[str, Any]:
+def row(name: str, streams: list[Stream], wall: float) -> dict[str, Any]:
+    """Per-stream figures are medians over streams; aggregate is all tokens / all wall time."""
     ttft = [s.ttft_s * 1000 for s in streams]
-    total = sum(s.tokens for s in streams)
     return {"name": name, "per_stream": statistics.median(s.decode_tps for s in streams),
-            "aggregate": total / wall if wall else statistics.median(
-                s.tokens / (s.ttft_s + s.decode_s) for s in streams),
+            "aggregate": sum(s.tokens for s in streams) / wall,
             "ttft_p50": pct(ttft, 0.5), "ttft_p95": pct(ttft, 0.95)}
 
 
@@ -150,41 +155,50 @@ def main() -> None:
     spec = Catalog().find(MODEL)
     slots, ctx = int(spec.options["n_parallel"]), int(spec.options["n_ctx"])
 
-    raw_lib = RawLibrary(args.threads, slots, ctx)
+    packaged = resolve_source(spec.source)
+    served_file = prepare_weights(spec, packaged, Settings().cache_dir)
+    raw_lib = RawLibrary(served_file, args.threads, slots, ctx)
     server = start_server([MODEL], "--threads", str(args.threads), "--log-level", "warning")
-    raw: list[Stream] = []
-    single: list[Stream] = []
-    single_wall = 0.0
-    rows = []
+    asyncio.run(served_round(server.base_url, 1, 1, 8, seed=-1))  # warm-up, as the raw one
+    measured: dict[str, tuple[list[Stream], float]] = {}
+
+    def add(name: str, got: tuple[list[Stream], float]) -> None:
+        streams, wall = measured.get(name, ([], 0.0))
+        measured[name] = (streams + got[0], wall + got[1])
+
     try:
-        # Raw and served single streams alternate, so load drifting on a noisy machine hits
-        # both sides alike. Only one of them runs at any moment.
+        # Every configuration runs once per round, in turn, so load drifting on a noisy
+        # machine hits all of them alike. Only one of them runs at any moment. The raw library
+        # at 8 tells the server's costs apart from the library's own batching limit.
         for r in range(args.runs):
-            raw.append(raw_lib.stream(r, args.tokens))
-            got, wall = asyncio.run(served_round(server.base_url, 1, 1, args.tokens, seed=r))
-            single += got
-            single_wall += wall
-        rows.append(row("raw xllamacpp, 1 stream", raw, None))
-        rows.append(row("served, 1 stream", single, single_wall))
-        for c in (4, 8):
-            streams, wall = asyncio.run(
-                served_round(server.base_url, c, args.runs, args.tokens, seed=0))
-            rows.append(row(f"served, {c} concurrent", streams, wall))
-        # The library's own batching at 8, to tell serving costs from the library's limit.
-        raw8, raw8_wall = raw_lib.concurrent(8, args.runs, args.tokens, seed=50_000)
-        rows.append(row("raw xllamacpp, 8 concurrent", raw8, raw8_wall))
+            seed = 1000 * r
+            add("raw xllamacpp, 1 stream", raw_lib.concurrent(1, 1, args.tokens, seed))
+            for c in (1, 4, 8):
+                add(f"served, {c} {'stream' if c == 1 else 'concurrent'}", asyncio.run(
+                    served_round(server.base_url, c, 1, args.tokens, seed)))
+            add("raw xllamacpp, 8 concurrent", raw_lib.concurrent(8, 1, args.tokens, seed))
     finally:
         stop_server(server)
         del raw_lib
         gc.collect()
+    order = ["raw xllamacpp, 1 stream", "served, 1 stream", "served, 4 concurrent",
+             "served, 8 concurrent", "raw xllamacpp, 8 concurrent"]
+    rows = [row(name, *measured[name]) for name in order]
+    if served_file != packaged:  # what serving the packaged file as it is would give
+        q4 = RawLibrary(packaged, args.threads, slots, ctx)
+        rows.append(row("raw xllamacpp, packaged Q4_1 file, 1 stream",
+                        *q4.concurrent(1, args.runs, args.tokens, seed=0)))
+        rows.append(row("raw xllamacpp, packaged Q4_1 file, 8 concurrent",
+                        *q4.concurrent(8, args.runs, args.tokens, seed=0)))
+        del q4
 
-    print(f"\nSmolLM2-135M Q4_1, {args.threads} threads, {args.tokens} tokens/request, "
-          f"{args.runs} rounds\n")
+    print(f"\nSmolLM2-135M served from {served_file.name}, {args.threads} threads, "
+          f"{args.tokens} tokens/request, {args.runs} rounds\n")
     print("| run | decode tok/s per stream | aggregate tok/s | TTFT p50 ms | TTFT p95 ms |")
     print("|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['name']} | {r['per_stream']:.1f} | {r['aggregate']:.1f} | "
-              f"{r['ttft_p50']:.1f} | {r['ttft_p95']:.1f} |")
+    for line in rows:
+        print(f"| {line['name']} | {line['per_stream']:.1f} | {line['aggregate']:.1f} | "
+              f"{line['ttft_p50']:.1f} | {line['ttft_p95']:.1f} |")
     raw_row, one, eight, raw_eight = rows[0], rows[1], rows[3], rows[4]
     print("\n| ratio | value | target |\n|---|---:|---|")
     print(f"| served 1-stream decode / raw | {one['per_stream'] / raw_row['per_stream']:.2f} "

@@ -35,6 +35,19 @@ from pocketserve.errors import (
 )
 
 
+def prepare_weights(spec: ModelSpec, path: Path, cache_dir: Path) -> Path:
+    """The GGUF to load: `path`, or a cached copy re-encoded as the `requantize` option asks.
+
+    `requantize` maps GGUF tensor types to new ones, e.g. {"Q4_1": "Q8_0"} (see gguf_requant).
+    """
+    mapping = spec.options.get("requantize")
+    if not mapping:
+        return path
+    from pocketserve.backends.gguf_requant import requantize
+
+    return requantize(path, dict(mapping), cache_dir)
+
+
 def build_engine(spec: ModelSpec, path: Path, threads: int) -> TextEngine:
     return TextEngine(LlamaCppBackend(path, threads, spec.options, spec.default_sampling))
 
@@ -46,6 +59,7 @@ class LlamaCppBackend:
 
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
+        self.weights_file = path.name
         self.context_length = int(options.get("n_ctx", 4096))
         self.max_sequences = int(options.get("n_parallel", 4))
         params.n_ctx = self.context_length

@@ -152,6 +152,7 @@ class TextBackend(Protocol):
 
     context_length: int
     max_sequences: int
+    weights_file: str  # the file it loaded, which may be a re-encoded copy of the source
 
     def chat(self, req: ChatRequest, on_event: OnEvent, cancelled: threading.Event) -> None: ...
 
@@ -174,7 +175,8 @@ class TextEngine:
 
     def info(self) -> dict[str, Any]:
         return {"context_length": self.backend.context_length,
-                "max_sequences": self.backend.max_sequences}
+                "max_sequences": self.backend.max_sequences,
+                "weights_file": self.backend.weights_file}
 
     def handlers(self) -> Mapping[str, Handler]:
         return {"chat": self._chat, "complete": self._complete,

@@ -75,7 +75,8 @@ class ModelRegistry:
         options = WorkerOptions(
             threads=int(spec.options.get("threads", threads)),
             start_timeout_s=s.worker_start_timeout_s,
-            max_backoff_s=s.worker_restart_max_backoff_s, log_level=s.log_level)
+            max_backoff_s=s.worker_restart_max_backoff_s, cache_dir=s.cache_dir,
+            log_level=s.log_level)
         admission = Admission(spec.id, policy.max_in_flight or s.max_in_flight,
                               s.max_queue if policy.max_queue is None else policy.max_queue)
         self.metrics.queue_depth.labels(spec.id).set_function(lambda: admission.queued)

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -40,23 +41,13 @@ class WorkerOptions:
     threads: int
     start_timeout_s: float
     max_backoff_s: float
+    cache_dir: Path
     log_level: str = "info"
 
 
 _CRASHED = {"event": "crashed"}
 _UNLOADED = {"event": "unloaded"}
-
-
-async def _next(queue: asyncio.Queue[dict[str, Any]], deadline: float | None,
-                model: str) -> dict[str, Any]:
-    """The next message, or DeadlineExceeded once the request's time is up."""
-    if deadline is None:
-        return await queue.get()
-    try:
-        return await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
-    except TimeoutError:
-        raise DeadlineExceeded(
-            f"The request to model {model!r} ran past its deadline and was stopped.") from None
+_DEADLINE = {"event": "deadline"}
 
 
 class WorkerProcess:
@@ -117,14 +108,21 @@ class WorkerProcess:
         if request_id is not None:
             message["rid"] = request_id
         writer.write(pack(message))
+        # One timer per request puts the deadline in the queue: cheaper than a timeout on
+        # every wait, which a streamed request does once per token.
+        timer = None if deadline is None else asyncio.get_running_loop().call_later(
+            max(0.0, deadline - time.monotonic()), queue.put_nowait, _DEADLINE)
         finished = False
         try:
             while True:
-                message = await _next(queue, deadline, self.spec.id)
+                message = await queue.get()
                 event = message["event"]
                 if event == "data":
                     yield message["data"]
                     continue
+                if event == "deadline":
+                    raise DeadlineExceeded(f"The request to model {self.spec.id!r} ran past "
+                                           "its deadline and was stopped.")
                 finished = True
                 if event == "end":
                     return
@@ -137,6 +135,8 @@ class WorkerProcess:
                     f"The worker of model {self.spec.id!r} stopped while serving this request; "
                     "it is being restarted.")
         finally:
+            if timer is not None:
+                timer.cancel()
             self._pending.pop(wire_id, None)
             if not finished and not writer.is_closing():
                 writer.write(pack({"id": wire_id, "op": CANCEL}))
@@ -206,6 +206,7 @@ class WorkerProcess:
                 sys.executable, "-m", "pocketserve.serving.worker_main",
                 "--fd", str(child.fileno()), "--spec", self.spec.model_dump_json(),
                 "--threads", str(self.options.threads), "--log-level", self.options.log_level,
+                "--cache-dir", str(self.options.cache_dir),
                 pass_fds=(child.fileno(),),
             )
         finally:

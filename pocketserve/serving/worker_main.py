@@ -14,6 +14,7 @@ import socket
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pocketserve.backends import load_engine
@@ -32,13 +33,14 @@ def main() -> int:
     parser.add_argument("--spec", required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--cache-dir", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s "
                         f"[worker {os.getpid()}] %(name)s: %(message)s")
     spec = ModelSpec.model_validate_json(args.spec)
     channel = BlockingChannel(socket.socket(fileno=args.fd))
     try:
-        engine = load_engine(spec, resolve_source(spec.source), args.threads)
+        engine = load_engine(spec, resolve_source(spec.source), args.threads, args.cache_dir)
     except Exception as exc:  # any failure to load is reported, not raised
         # Name the backend and the weights: a library's own message often names neither.
         cause = (f"loading {spec.source} with the {spec.backend} backend failed: "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import gguf
 import httpx
 import jsonschema
 import pytest
 from openai import OpenAI
 
+from pocketserve.config import Settings
 from tests.conftest import RunningServer
 
 MODEL = "smollm2-135m-instruct"
@@ -205,3 +207,14 @@ def test_raw_sse_framing(chat_server: RunningServer) -> None:
         lines = [line for line in r.iter_lines() if line]
     assert all(line.startswith("data: ") for line in lines)
     assert lines[-1] == "data: [DONE]"
+
+
+def test_served_from_the_q8_0_copy_of_the_packaged_weights(chat_server: RunningServer) -> None:
+    """The catalog re-encodes SmolLM2's Q4_1 tensors as Q8_0 (they batch better on CPU)."""
+    model = httpx.get(chat_server.base_url + f"/v1/models/{MODEL}").json()
+    name = model["weights_file"]
+    assert name.startswith("SmolLM2-135M-Instruct.Q4_1.") and name.endswith(".q8_0.gguf")
+    tensors = gguf.GGUFReader(Settings().cache_dir / name).tensors
+    kinds = {t.tensor_type.name for t in tensors}
+    assert "Q4_1" not in kinds and "Q8_0" in kinds
+    assert len(tensors) == 272  # every tensor of the packaged file is there

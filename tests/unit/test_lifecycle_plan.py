@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pocketserve.config import ModelPolicy, ModelSpec
 from pocketserve.serving.admission import Admission
 from pocketserve.serving.lifecycle import MB, ServedModel, expired, plan_eviction
@@ -11,7 +13,8 @@ from pocketserve.serving.worker import WorkerOptions, WorkerProcess, WorkerState
 def _model(name: str, mb: float, last_used: float, *, pin: bool = False,
            ready: bool = True, ttl_s: float | None = None) -> ServedModel:
     spec = ModelSpec(id=name, capability="chat", backend="llamacpp", source="/nonexistent")
-    worker = WorkerProcess(spec, WorkerOptions(threads=1, start_timeout_s=1, max_backoff_s=1))
+    worker = WorkerProcess(spec, WorkerOptions(threads=1, start_timeout_s=1, max_backoff_s=1,
+                                               cache_dir=Path("/nonexistent")))
     worker.state = WorkerState.READY if ready else WorkerState.STOPPED
     return ServedModel(spec=spec, policy=ModelPolicy(pin=pin, memory_mb=mb), worker=worker,
                        admission=Admission(name, 1, 1), ttl_s=ttl_s, preload=False,

@@ -14,8 +14,8 @@ router = APIRouter()
 
 
 # Facts a worker reports that only some capabilities have (embedding size, how a reranker
-# scores); shown only where present.
-_OPTIONAL_INFO = ("dimensions", "scoring")
+# scores, which weights file llama.cpp loaded); shown only where present.
+_OPTIONAL_INFO = ("dimensions", "scoring", "weights_file")
 
 
 def _model_object(status: ModelStatus, created: int) -> dict[str, Any]:
