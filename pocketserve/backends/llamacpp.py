@@ -52,24 +52,46 @@ def build_engine(spec: ModelSpec, path: Path, threads: int) -> TextEngine:
     return TextEngine(LlamaCppBackend(path, threads, spec.options, spec.default_sampling))
 
 
+def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
+    """llama.cpp's settings for a model's options; the benchmark's raw side uses them too.
+
+    Options: `n_ctx` (the KV cache in tokens, shared out among the slots), `n_parallel`
+    (sequences decoded together), `kv_unified` (false: each slot owns n_ctx / n_parallel
+    cells, so a sequence attends only to its own; true: one pool, so one sequence may use all
+    of n_ctx, but every sequence of a batch attends over every slot's cells), `cache_type`
+    (f16, or q8_0 to halve the cache's memory), `n_batch`, `verbosity`.
+    """
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_ctx = int(options.get("n_ctx", 4096))
+    params.n_parallel = int(options.get("n_parallel", 4))
+    params.kv_unified = bool(options.get("kv_unified", False))
+    cache_type = str(options.get("cache_type", "f16")).upper()
+    if cache_type != "F16":
+        kind = getattr(xllamacpp.ggml_type, f"GGML_TYPE_{cache_type}")
+        params.cache_type_k = params.cache_type_v = kind
+        # llama.cpp quantizes the V cache only inside flash attention.
+        params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.n_batch = int(options.get("n_batch", 512))
+    params.verbosity = int(options.get("verbosity", -1))
+    return params
+
+
 class LlamaCppBackend:
     def __init__(self, path: Path, threads: int, options: dict[str, Any],
                  default_sampling: dict[str, Any]):
         import xllamacpp
 
-        params = xllamacpp.CommonParams()
-        params.model.path = str(path)
+        params = llama_params(path, threads, options)
         self.weights_file = path.name
-        self.context_length = int(options.get("n_ctx", 4096))
-        self.max_sequences = int(options.get("n_parallel", 4))
-        params.n_ctx = self.context_length
-        params.n_parallel = self.max_sequences
-        # One KV cache shared by all slots, so any one sequence may use the whole context.
-        params.kv_unified = True
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
-        params.n_batch = int(options.get("n_batch", 512))
-        params.verbosity = int(options.get("verbosity", -1))
+        self.max_sequences = int(params.n_parallel)
+        # What one request may use: its slot's share of the cache, or all of a unified one.
+        self.context_length = int(params.n_ctx) // (1 if params.kv_unified
+                                                    else self.max_sequences)
         # xllamacpp also opens llama.cpp's HTTP server on loopback; a secret key closes it to
         # everyone but us (we use it only for tokenize/detokenize/apply-template).
         self._key = secrets.token_hex(24)

@@ -104,6 +104,17 @@ class Usage:
 Event = TextDelta | Usage
 
 
+def event_to_wire(event: Event) -> dict[str, Any]:
+    """The event as the dict that crosses to the server; by hand, as it runs once per token."""
+    if isinstance(event, Usage):
+        return {"type": "usage", "prompt_tokens": event.prompt_tokens,
+                "completion_tokens": event.completion_tokens,
+                "cached_tokens": event.cached_tokens}
+    return {"type": "delta", "index": event.index, "text": event.text,
+            "finish_reason": event.finish_reason,
+            "logprobs": None if event.logprobs is None else [asdict(lp) for lp in event.logprobs]}
+
+
 def event_from_wire(data: dict[str, Any]) -> Event:
     if data.get("type") == "usage":
         return Usage(**data)
@@ -206,7 +217,7 @@ class TextEngine:
 
 
 def _sender(emit: Emit) -> OnEvent:
-    return lambda event: emit(asdict(event))
+    return lambda event: emit(event_to_wire(event))
 
 
 def _echoing(on_event: OnEvent, prompt: str) -> OnEvent:

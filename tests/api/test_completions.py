@@ -95,7 +95,7 @@ def test_tokenize_detokenize_round_trip(chat_server: RunningServer) -> None:
     assert reply.status_code == 200 and reply.json()["prompt"] == text
     body = httpx.post(chat_server.base_url + "/tokenize",
                       json={"model": MODEL, "prompt": text}).json()
-    assert body["count"] == len(ids) and body["max_model_len"] == 8192
+    assert body["count"] == len(ids) and body["max_model_len"] == 4096
 
 
 def test_models_list_and_get(client: OpenAI) -> None:
@@ -103,7 +103,7 @@ def test_models_list_and_get(client: OpenAI) -> None:
     assert MODEL in listed
     extra = listed[MODEL].model_extra or {}
     assert extra["capability"] == "chat" and extra["state"] == "ready"
-    assert extra["context_length"] == 8192
+    assert extra["context_length"] == 4096
     assert client.models.retrieve("smollm2").id == MODEL
     with pytest.raises(NotFoundError):
         client.models.retrieve("no-such-model")

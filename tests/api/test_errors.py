@@ -78,7 +78,7 @@ def test_prompt_over_context(chat_server: RunningServer, stream: bool) -> None:
                          {"model": MODEL, "messages": long, "stream": stream}), 400)
     assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
     count = _post(chat_server, "/tokenize", {"model": MODEL, "messages": long}).json()["count"]
-    assert "context length is 8192 tokens" in error["message"]
+    assert "context length is 4096 tokens" in error["message"]
     assert f"has {count} prompt tokens" in error["message"]
 
 
