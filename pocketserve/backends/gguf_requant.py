@@ -1,9 +1,10 @@
 """Re-encode a GGUF's tensors into a quantization that llama.cpp's CPU kernels batch well.
 
-Why: llama.cpp on x86 has batched matrix kernels (weight repacking and llamafile's tinyBLAS) for
-Q4_0 and Q8_0 but not for Q4_1, so a Q4_1 model computes each sequence of a batch on its own and
-gains little from serving several at once. Re-encoding Q4_1 as Q8_0 keeps the same numbers
-(8-bit steps are far finer than the 4-bit ones they hold) and lets the batch share the weights.
+Why: for a matrix product over two or more tokens (a prompt, or one step of several sequences)
+llama.cpp's CPU backend uses llamafile's tinyBLAS kernels, which take F32, F16, Q8_0, Q4_0, Q5_0
+and IQ4_NL weights but not Q4_1; a Q4_1 model falls back to one dot product per row and token,
+so it gains little from batching. Re-encoding Q4_1 as Q8_0 keeps the numbers nearly unchanged
+(8-bit steps are far finer than the 4-bit ones they hold) and gets the fast kernels.
 The copy is cached in `cache_dir`, one file per source file and mapping, and rebuilt only when
 the source file changes.
 """

@@ -59,7 +59,9 @@ def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
     (sequences decoded together), `kv_unified` (false: each slot owns n_ctx / n_parallel
     cells, so a sequence attends only to its own; true: one pool, so one sequence may use all
     of n_ctx, but every sequence of a batch attends over every slot's cells), `cache_type`
-    (f16, or q8_0 to halve the cache's memory), `n_batch`, `verbosity`.
+    (f16, or q8_0 to halve the cache's memory), `prompt_cache_mb` (host memory for the states of
+    earlier prompts, so a conversation that comes back skips its prefill), `n_batch`,
+    `verbosity`.
     """
     import xllamacpp
 
@@ -74,6 +76,11 @@ def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
         params.cache_type_k = params.cache_type_v = kind
         # llama.cpp quantizes the V cache only inside flash attention.
         params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    # llama.cpp's default may use 8 GiB; bounded, the worker's memory stays predictable.
+    params.cache_ram_mib = int(options.get("prompt_cache_mb", 256))
+    # A slot keeps its last prompt in place until another request needs the slot; saving
+    # every idle slot to host memory whenever a request starts cost ~10 ms of first token.
+    params.cache_idle_slots = False
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.n_batch = int(options.get("n_batch", 512))
