@@ -35,7 +35,7 @@ def test_full_queue_answers_429_with_retry_after(server: RunningServer) -> None:
 
     def one() -> None:
         reply = httpx.post(server.base_url + "/v1/chat/completions",
-                           json=chat_body(max_tokens=20), timeout=180)
+                           json=chat_body(max_tokens=100), timeout=180)
         with lock:
             statuses.append(reply.status_code)
 
@@ -70,8 +70,9 @@ def test_deadline_gives_504_and_stops_the_work(server: RunningServer) -> None:
 
 def test_deadline_while_queued(server: RunningServer) -> None:
     assert wait_for(lambda: _idle(server))
+    # Long enough to hold the only slot well past the queued request's 0.3 s deadline.
     blocker = threading.Thread(target=lambda: httpx.post(
-        server.base_url + "/v1/chat/completions", json=chat_body(max_tokens=40), timeout=180))
+        server.base_url + "/v1/chat/completions", json=chat_body(max_tokens=200), timeout=180))
     blocker.start()
     assert wait_for(lambda: admin_state(server)["in_flight"] == 1)
     reply = httpx.post(server.base_url + "/v1/chat/completions", json=chat_body(),
