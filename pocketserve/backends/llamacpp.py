@@ -8,6 +8,7 @@ taken by the next one at once. We always stream from it, so every request can be
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import urllib.request
@@ -34,6 +35,8 @@ from pocketserve.errors import (
     PocketserveError,
 )
 
+log = logging.getLogger("pocketserve.llamacpp")
+
 
 def prepare_weights(spec: ModelSpec, path: Path, cache_dir: Path) -> Path:
     """The GGUF to load: `path`, or a cached copy re-encoded as the `requantize` option asks.
@@ -45,7 +48,12 @@ def prepare_weights(spec: ModelSpec, path: Path, cache_dir: Path) -> Path:
         return path
     from pocketserve.backends.gguf_requant import requantize
 
-    return requantize(path, dict(mapping), cache_dir)
+    try:
+        return requantize(path, dict(mapping), cache_dir)
+    except OSError as exc:  # a read-only or full cache: serve the weights as they are
+        log.warning("%s: cannot write the re-encoded weights to %s (%s); loading %s as it is",
+                    spec.id, cache_dir, exc, path.name)
+        return path
 
 
 def build_engine(spec: ModelSpec, path: Path, threads: int) -> TextEngine:
@@ -72,7 +80,10 @@ def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
     params.kv_unified = bool(options.get("kv_unified", False))
     cache_type = str(options.get("cache_type", "f16")).upper()
     if cache_type != "F16":
-        kind = getattr(xllamacpp.ggml_type, f"GGML_TYPE_{cache_type}")
+        kind = getattr(xllamacpp.ggml_type, f"GGML_TYPE_{cache_type}", None)
+        if kind is None:
+            raise ValueError(f"cache_type {cache_type.lower()!r} is not a llama.cpp type "
+                             "(f16, q8_0, q4_0, ...)")
         params.cache_type_k = params.cache_type_v = kind
         # llama.cpp quantizes the V cache only inside flash attention.
         params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
