@@ -29,7 +29,7 @@ BUILTIN: tuple[ModelSpec, ...] = (
         # A slot of its own per sequence (not one unified cache): in a unified cache every
         # sequence attends over all slots' cells, which made 8 streams ~1.4x slower here. The
         # q8_0 cache holds 8 x 4096 tokens in about the memory f16 needs for 8 x 2048.
-        options={"n_ctx": 32768, "n_parallel": 8, "cache_type": "q8_0",
+        options={"n_ctx": 32768, "n_parallel": 8, "kv_unified": False, "cache_type": "q8_0",
                  "requantize": {"Q4_1": "Q8_0"}},
     ),
     ModelSpec(

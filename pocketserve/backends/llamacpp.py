@@ -63,10 +63,10 @@ def build_engine(spec: ModelSpec, path: Path, threads: int) -> TextEngine:
 def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
     """llama.cpp's settings for a model's options; the benchmark's raw side uses them too.
 
-    Options: `n_ctx` (the KV cache in tokens, shared out among the slots), `n_parallel`
-    (sequences decoded together), `kv_unified` (false: each slot owns n_ctx / n_parallel
-    cells, so a sequence attends only to its own; true: one pool, so one sequence may use all
-    of n_ctx, but every sequence of a batch attends over every slot's cells), `cache_type`
+    Options: `n_ctx` (the KV cache in tokens), `n_parallel` (sequences decoded together),
+    `kv_unified` (true, the default: one pool, so one sequence may use all of n_ctx, but every
+    sequence of a batch attends over every slot's cells; false: each slot owns n_ctx /
+    n_parallel cells and attends only to its own, which batches much faster), `cache_type`
     (f16, or q8_0 to halve the cache's memory), `prompt_cache_mb` (host memory for the states of
     earlier prompts, so a conversation that comes back skips its prefill), `n_batch`,
     `verbosity`.
@@ -77,7 +77,7 @@ def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
     params.model.path = str(path)
     params.n_ctx = int(options.get("n_ctx", 4096))
     params.n_parallel = int(options.get("n_parallel", 4))
-    params.kv_unified = bool(options.get("kv_unified", False))
+    params.kv_unified = bool(options.get("kv_unified", True))
     cache_type = str(options.get("cache_type", "f16")).upper()
     if cache_type != "F16":
         kind = getattr(xllamacpp.ggml_type, f"GGML_TYPE_{cache_type}", None)
