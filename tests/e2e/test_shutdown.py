@@ -20,7 +20,8 @@ def _stream_in_background(server: RunningServer, max_tokens: int) -> tuple[threa
     result: dict[str, object] = {"chunks": 0}
 
     def run() -> None:
-        body = chat_body(max_tokens=max_tokens, stream=True)
+        # Greedy: a long story runs to max_tokens, so the finish reason is known ("length").
+        body = chat_body(max_tokens=max_tokens, stream=True, temperature=0)
         try:
             with httpx.stream("POST", server.base_url + "/v1/chat/completions", json=body,
                               timeout=120) as reply:
