@@ -16,7 +16,7 @@ Q4_1, Q8_0, F32 = (gguf.GGMLQuantizationType.Q4_1, gguf.GGMLQuantizationType.Q8_
                    gguf.GGMLQuantizationType.F32)
 
 
-def _tiny_gguf(path: Path) -> dict[str, np.ndarray]:
+def _tiny_gguf(path: Path) -> None:
     rng = np.random.default_rng(0)
     weights = {"blk.0.ffn_up.weight": rng.normal(size=(8, 64)).astype(np.float32),
                "blk.0.attn_norm.weight": rng.normal(size=(64,)).astype(np.float32)}
@@ -30,7 +30,6 @@ def _tiny_gguf(path: Path) -> dict[str, np.ndarray]:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return weights
 
 
 def test_q4_1_tensors_become_q8_0_with_the_same_values(tmp_path: Path) -> None:
