@@ -15,7 +15,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pocketserve.engines.chat import TextDelta, TokenLogprob, Usage, event_from_wire
+from pocketserve.ops.chat import ChatEvent, ReasoningDelta, TextDelta, TokenLogprob, ToolCallDelta
+from pocketserve.ops.common import Usage
 
 Family = Literal["chat", "completion"]
 
@@ -27,6 +28,8 @@ class _Choice:
     finish_reason: str | None = None
     text_offset: int = 0  # characters already emitted, for legacy `text_offset`
     started: bool = False
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # by call_index
 
 
 class Shaper:
@@ -42,8 +45,17 @@ class Shaper:
 
     # -- whole response ---------------------------------------------------------------------
 
-    def add(self, delta: TextDelta, offset: int = 0) -> None:
+    def add(self, delta: TextDelta | ReasoningDelta | ToolCallDelta, offset: int = 0) -> None:
         choice = self.choices.setdefault(delta.index + offset, _Choice())
+        if isinstance(delta, ReasoningDelta):
+            choice.reasoning.append(delta.text)
+            return
+        if isinstance(delta, ToolCallDelta):
+            call = choice.tool_calls.setdefault(delta.call_index, {
+                "id": delta.id, "type": "function",
+                "function": {"name": delta.name, "arguments": ""}})
+            call["function"]["arguments"] += delta.arguments
+            return
         choice.text.append(delta.text)
         choice.logprobs.extend(delta.logprobs or ())
         choice.finish_reason = delta.finish_reason or choice.finish_reason
@@ -61,7 +73,7 @@ class Shaper:
             entry: dict[str, Any] = {"index": index, "finish_reason": choice.finish_reason}
             lps = self._logprobs(choice, choice.logprobs) if self.logprobs else None
             if self.family == "chat":
-                entry["message"] = {"role": "assistant", "content": text, "refusal": None}
+                entry["message"] = _message(choice, text)
             else:
                 entry["text"] = text
             entry["logprobs"] = lps
@@ -73,17 +85,21 @@ class Shaper:
 
     # -- streaming --------------------------------------------------------------------------
 
-    def chunk(self, delta: TextDelta, offset: int = 0, *, with_usage: bool) -> dict[str, Any]:
+    def chunk(self, delta: TextDelta | ReasoningDelta | ToolCallDelta, offset: int = 0, *,
+              with_usage: bool) -> dict[str, Any]:
         index = delta.index + offset
         choice = self.choices.setdefault(index, _Choice())
-        entry: dict[str, Any] = {"index": index, "finish_reason": delta.finish_reason}
-        lps = self._logprobs(choice, delta.logprobs or []) if self.logprobs else None
+        text = delta.text if isinstance(delta, TextDelta) else ""
+        finish = delta.finish_reason if isinstance(delta, TextDelta) else None
+        entry: dict[str, Any] = {"index": index, "finish_reason": finish}
+        logprobs = delta.logprobs if isinstance(delta, TextDelta) else None
+        lps = self._logprobs(choice, logprobs or []) if self.logprobs else None
         if self.family == "chat":
-            entry["delta"] = {"content": delta.text} if delta.text else {}
+            entry["delta"] = _chat_delta(delta)
             if not choice.started:
-                entry["delta"] = {"role": "assistant", "content": delta.text}
+                entry["delta"] = {"role": "assistant", "content": text, **entry["delta"]}
         else:
-            entry["text"] = delta.text
+            entry["text"] = text
         entry["logprobs"] = lps
         choice.started = True
         kind = "chat.completion.chunk" if self.family == "chat" else "text_completion"
@@ -127,6 +143,33 @@ class Shaper:
         }
 
 
+def _message(choice: _Choice, text: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if choice.reasoning:
+        message["reasoning_content"] = "".join(choice.reasoning)
+    if choice.tool_calls:
+        message["tool_calls"] = [choice.tool_calls[i] for i in sorted(choice.tool_calls)]
+        message["content"] = text or None
+    return message
+
+
+def _chat_delta(delta: TextDelta | ReasoningDelta | ToolCallDelta) -> dict[str, Any]:
+    """OpenAI's streamed delta: a tool call's first delta names it, later ones only add
+    argument text."""
+    if isinstance(delta, ReasoningDelta):
+        return {"reasoning_content": delta.text}
+    if isinstance(delta, ToolCallDelta):
+        call: dict[str, Any] = {"index": delta.call_index,
+                                "function": {"arguments": delta.arguments}}
+        if delta.id is not None:
+            call["id"] = delta.id
+            call["type"] = "function"
+        if delta.name is not None:
+            call["function"]["name"] = delta.name
+        return {"tool_calls": [call]}
+    return {"content": delta.text} if delta.text else {}
+
+
 def _chat_logprob(t: TokenLogprob) -> dict[str, Any]:
     return {
         "token": t.token, "logprob": t.logprob, "bytes": t.bytes,
@@ -137,17 +180,16 @@ def _chat_logprob(t: TokenLogprob) -> dict[str, Any]:
 
 # -- running requests -----------------------------------------------------------------------
 
-Source = AsyncIterator[dict[str, Any]]
+Source = AsyncIterator[ChatEvent]
 
 
 async def whole_response(shaper: Shaper, sources: list[Source], n: int) -> dict[str, Any]:
     """Wait for every choice of every prompt and build one response."""
     async for which, event in _merged(sources):
-        decoded = event_from_wire(event)
-        if isinstance(decoded, Usage):
-            shaper.add_usage(decoded)
+        if isinstance(event, Usage):
+            shaper.add_usage(event)
         else:
-            shaper.add(decoded, offset=which * n)
+            shaper.add(event, offset=which * n)
     return shaper.response()
 
 
@@ -155,11 +197,10 @@ async def stream_chunks(shaper: Shaper, sources: list[Source], n: int,
                         include_usage: bool) -> AsyncIterator[dict[str, Any]]:
     """SSE chunks as deltas arrive; the usage chunk last, when asked for."""
     async for which, event in _merged(sources):
-        decoded = event_from_wire(event)
-        if isinstance(decoded, Usage):
-            shaper.add_usage(decoded)
+        if isinstance(event, Usage):
+            shaper.add_usage(event)
         else:
-            yield shaper.chunk(decoded, offset=which * n, with_usage=include_usage)
+            yield shaper.chunk(event, offset=which * n, with_usage=include_usage)
     if include_usage:
         yield shaper.usage_chunk()
 
@@ -167,7 +208,7 @@ async def stream_chunks(shaper: Shaper, sources: list[Source], n: int,
 _DONE = object()
 
 
-async def _merged(sources: list[Source]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+async def _merged(sources: list[Source]) -> AsyncIterator[tuple[int, ChatEvent]]:
     """Events of several requests as they come, tagged with the request's position."""
     if len(sources) == 1:
         async with aclosing(sources[0]):  # type: ignore[type-var]

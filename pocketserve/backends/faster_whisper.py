@@ -27,11 +27,10 @@ import numpy.typing as npt
 from pocketserve.catalog import resolve_source
 from pocketserve.config import ModelSpec
 from pocketserve.engines.batching import Batcher, Cancelled
-from pocketserve.engines.transcription import (
-    OnEvent,
+from pocketserve.engines.transcription import OnEvent, TranscriptionEngine
+from pocketserve.ops.transcription import (
     Segment,
     TranscriptInfo,
-    TranscriptionEngine,
     TranscriptionRequest,
     VadParams,
     Word,

@@ -16,24 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from pocketserve.config import ModelSpec
-from pocketserve.engines.chat import (
-    ChatRequest,
-    CompletionRequest,
-    OnEvent,
-    SamplingParams,
-    TextDelta,
-    TextEngine,
-    TokenizeRequest,
-    TokenLogprob,
-    TopLogprob,
-    Usage,
-)
+from pocketserve.engines.chat import ChatEngine, OnEvent
 from pocketserve.errors import (
     ContextLengthExceeded,
     EngineFailure,
     InvalidRequest,
     PocketserveError,
 )
+from pocketserve.ops.chat import (
+    ChatMessage,
+    ChatRequest,
+    CompletionRequest,
+    ImagePart,
+    SamplingParams,
+    TextDelta,
+    TokenizeRequest,
+    TokenLogprob,
+    TopLogprob,
+)
+from pocketserve.ops.common import Usage
 
 log = logging.getLogger("pocketserve.llamacpp")
 
@@ -56,8 +57,8 @@ def prepare_weights(spec: ModelSpec, path: Path, cache_dir: Path) -> Path:
         return path
 
 
-def build_engine(spec: ModelSpec, path: Path, threads: int) -> TextEngine:
-    return TextEngine(LlamaCppBackend(path, threads, spec.options, spec.default_sampling))
+def build_engine(spec: ModelSpec, path: Path, threads: int) -> ChatEngine:
+    return ChatEngine(LlamaCppBackend(path, threads, spec.options, spec.default_sampling))
 
 
 def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
@@ -121,8 +122,10 @@ class LlamaCppBackend:
     # -- generation -------------------------------------------------------------------------
 
     def chat(self, req: ChatRequest, on_event: OnEvent, cancelled: threading.Event) -> None:
+        if req.tools:
+            raise InvalidRequest("This model's backend does not take tools yet.", param="tools")
         body = self._sampling_body(req.sampling)
-        body["messages"] = [{"role": m.role, "content": m.content} for m in req.messages]
+        body["messages"] = [_message(m) for m in req.messages]
         self._stream(self._server.handle_chat_completions, body, on_event, cancelled, "messages")
 
     def complete(self, req: CompletionRequest, on_event: OnEvent,
@@ -191,7 +194,7 @@ class LlamaCppBackend:
         text = req.prompt or ""
         add_special = req.add_special_tokens
         if req.messages is not None:
-            messages = [{"role": m.role, "content": m.content} for m in req.messages]
+            messages = [_message(m) for m in req.messages]
             text = self._post("/apply-template", {
                 "messages": messages, "add_generation_prompt": req.add_generation_prompt,
             })["prompt"]
@@ -218,6 +221,12 @@ class LlamaCppBackend:
 
     def close(self) -> None:
         del self._server
+
+
+def _message(m: ChatMessage) -> dict[str, Any]:
+    if not isinstance(m.content, str) and any(isinstance(p, ImagePart) for p in m.content):
+        raise InvalidRequest("This model cannot see images.", param="messages")
+    return {"role": m.role, "content": m.text()}
 
 
 class _UsageSum:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -111,3 +111,16 @@ class Batcher(Generic[T, R]):
             return
         for entry, result in zip(live, results, strict=True):
             entry.future.set_result(result)
+
+
+def by_length(items: Sequence[T], size: int, length: Callable[[T], int],
+              run: Callable[[list[T]], Iterable[R]]) -> list[R]:
+    """Run `items` through `run` in chunks of `size`, shortest first (so little padding is
+    wasted), and hand the results back in the items' order."""
+    order = sorted(range(len(items)), key=lambda i: length(items[i]))
+    out: list[R | None] = [None] * len(items)
+    for start in range(0, len(order), size):
+        chunk = order[start:start + size]
+        for i, result in zip(chunk, run([items[i] for i in chunk]), strict=True):
+            out[i] = result
+    return out  # type: ignore[return-value]  # every slot was filled

@@ -5,22 +5,23 @@ Everything every backend shares lives here: wrapping ids in the model's special 
 refusing or truncating inputs that are too long, batching the sequences of concurrent requests
 (sorted by length, so little padding is wasted), and Matryoshka-style `dimensions`.
 
-Vectors cross the worker socket as little-endian float32 bytes: compact, exact, and already
-what OpenAI's `encoding_format: base64` carries.
+Vectors cross the worker socket as little-endian float32 bytes (`ops.embeddings`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from pocketserve.engines.base import Emit, Handler
-from pocketserve.engines.batching import Batcher
+from pocketserve.engines.base import Call, Emit, Served, Warmup, serve
+from pocketserve.engines.batching import Batcher, by_length
 from pocketserve.errors import ContextLengthExceeded, InvalidRequest
+from pocketserve.ops.common import Usage
+from pocketserve.ops.embeddings import EMBED, Embeddings, EmbedRequest
 
 
 class EmbeddingBackend(Protocol):
@@ -41,21 +42,6 @@ class EmbeddingBackend(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-@dataclass
-class EmbedRequest:
-    texts: list[str] | None = None
-    token_ids: list[list[int]] | None = None
-    dimensions: int | None = None
-    truncate: bool = False
-    single: bool = False  # the client sent one input, not a list: errors name `input`
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> EmbedRequest:
-        return cls(texts=data.get("texts"), token_ids=data.get("token_ids"),
-                   dimensions=data.get("dimensions"), truncate=bool(data.get("truncate")),
-                   single=bool(data.get("single")))
 
 
 @dataclass
@@ -127,21 +113,7 @@ class Embedder:
                                      f"vocabulary (0 to {vocab - 1}).", param=where)
 
     def _run(self, batch: list[list[int]]) -> list[np.ndarray]:
-        """Sort by length, run the model in chunks, hand results back in arrival order."""
-        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
-        out: list[np.ndarray] = [np.empty(0, np.float32)] * len(batch)
-        for start in range(0, len(order), self._batch_size):
-            chunk = order[start:start + self._batch_size]
-            vectors = self.backend.embed([batch[i] for i in chunk])
-            for i, vector in zip(chunk, vectors, strict=True):
-                out[i] = vector
-        return out
-
-
-def usage_event(prompt_tokens: int) -> dict[str, Any]:
-    """The serving layer's accounting event (metrics, per-key token limits), sent after the
-    answer; see serving/usage.py."""
-    return {"type": "usage", "prompt_tokens": prompt_tokens, "completion_tokens": 0}
+        return by_length(batch, self._batch_size, len, self.backend.embed)
 
 
 def shorten(vectors: np.ndarray, dimensions: int) -> np.ndarray:
@@ -163,23 +135,25 @@ class EmbeddingEngine:
         return {"dimensions": b.dimension, "context_length": b.max_tokens,
                 "matryoshka": self.matryoshka}
 
-    def handlers(self) -> Mapping[str, Handler]:
-        return {"embed": self._embed}
+    def operations(self) -> Sequence[Served[Any, Any]]:
+        return [serve(EMBED, self._embed)]
+
+    def warmups(self) -> Sequence[Warmup[Any]]:
+        return [Warmup(EMBED, EmbedRequest(texts=["Hello there."]))]
 
     def close(self) -> None:
         self.embedder.close()
 
-    def _embed(self, payload: dict[str, Any], emit: Emit, cancelled: threading.Event) -> None:
-        req = EmbedRequest.from_wire(payload)
+    def _embed(self, req: EmbedRequest, emit: Emit, call: Call) -> None:
         self._check_dimensions(req.dimensions)
         sequences = self.embedder.sequences(req)
-        vectors = self.embedder.vectors(sequences, cancelled)
+        vectors = self.embedder.vectors(sequences, call.cancelled)
         if req.dimensions is not None and req.dimensions != vectors.shape[1]:
             vectors = shorten(vectors, req.dimensions)
         little = vectors.astype("<f4", copy=False)
         tokens = sum(len(s) for s in sequences)
-        emit({"embeddings": [row.tobytes() for row in little], "prompt_tokens": tokens})
-        emit(usage_event(tokens))
+        emit(Embeddings([row.tobytes() for row in little], tokens))
+        emit(Usage(tokens))
 
     def _check_dimensions(self, dimensions: int | None) -> None:
         native = self.embedder.backend.dimension

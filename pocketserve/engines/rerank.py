@@ -8,35 +8,19 @@ in a package). Both batch the pairs or texts of concurrent requests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from pocketserve.engines.base import Emit, Handler
-from pocketserve.engines.batching import Batcher
-from pocketserve.engines.embeddings import BatchOptions, Embedder, EmbedRequest, usage_event
+from pocketserve.engines.base import Call, Emit, Served, Warmup, serve
+from pocketserve.engines.batching import Batcher, by_length
+from pocketserve.engines.embeddings import BatchOptions, Embedder
 from pocketserve.errors import ContextLengthExceeded
-
-
-@dataclass
-class RerankRequest:
-    query: str
-    documents: list[str]
-    top_n: int | None = None
-    truncate: bool = True
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> RerankRequest:
-        return cls(query=str(data["query"]), documents=list(data["documents"]),
-                   top_n=data.get("top_n"), truncate=bool(data.get("truncate", True)))
-
-
-@dataclass
-class Ranked:
-    index: int
-    relevance_score: float
+from pocketserve.ops.common import Usage
+from pocketserve.ops.embeddings import EmbedRequest
+from pocketserve.ops.rerank import RERANK, Ranked, Ranking, RerankRequest
 
 
 def rank(scores: list[float], top_n: int | None) -> list[Ranked]:
@@ -66,19 +50,19 @@ class RerankEngine:
     def info(self) -> dict[str, Any]:
         return self.scorer.info()
 
-    def handlers(self) -> Mapping[str, Handler]:
-        return {"rerank": self._rerank}
+    def operations(self) -> Sequence[Served[Any, Any]]:
+        return [serve(RERANK, self._rerank)]
+
+    def warmups(self) -> Sequence[Warmup[Any]]:
+        return [Warmup(RERANK, RerankRequest(query="greeting", documents=["Hello there."]))]
 
     def close(self) -> None:
         self.scorer.close()
 
-    def _rerank(self, payload: dict[str, Any], emit: Emit, cancelled: threading.Event) -> None:
-        req = RerankRequest.from_wire(payload)
-        scores, tokens = self.scorer.score(req, cancelled)
-        emit({"results": [{"index": r.index, "relevance_score": r.relevance_score}
-                          for r in rank(scores, req.top_n)],
-              "prompt_tokens": tokens})
-        emit(usage_event(tokens))
+    def _rerank(self, req: RerankRequest, emit: Emit, call: Call) -> None:
+        scores, tokens = self.scorer.score(req, call.cancelled)
+        emit(Ranking(rank(scores, req.top_n), tokens))
+        emit(Usage(tokens))
 
 
 class CosineScorer:
@@ -162,11 +146,5 @@ class CrossEncoderScorer:
         self.backend.close()
 
     def _run(self, batch: list[Pair]) -> list[float]:
-        order = sorted(range(len(batch)), key=lambda i: len(batch[i].ids))
-        out = [0.0] * len(batch)
-        for start in range(0, len(order), self._batch_size):
-            chunk = order[start:start + self._batch_size]
-            scores = self.backend.score([batch[i] for i in chunk])
-            for i, value in zip(chunk, scores, strict=True):
-                out[i] = float(value)
-        return out
+        scores = by_length(batch, self._batch_size, lambda p: len(p.ids), self.backend.score)
+        return [float(s) for s in scores]

@@ -5,23 +5,23 @@ installed voices, cutting the text into sentences, encoding, and streaming one c
 encoded audio per sentence as soon as it is synthesized. Between sentences it checks
 `cancelled`, so a client that leaves stops the work within one sentence.
 
-Events sent to the API: `{"type": "audio", "audio": bytes}` any number of times, then one
-`{"type": "done", "usage": {...}, "duration_s": float}`. Usage counts the backend's own input
-units (Piper: phoneme ids; espeak-ng: characters) and output as 20 ms audio frames.
+Events sent to the API (`ops.speech`): `Audio` any number of times, then one `SpeechDone`.
+Usage counts the backend's own input units (Piper: phoneme ids; espeak-ng: characters) and
+output as 20 ms audio frames.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from pocketserve.audio.encode import FORMATS, OUTPUT_RATE, open_encoder
-from pocketserve.engines.base import Emit, Handler
+from pocketserve.engines.base import Call, Emit, Served, Warmup, serve
 from pocketserve.engines.sentences import quick_start, split_sentences
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechRequest, SpeechUsage
 
 OPENAI_VOICES: tuple[str, ...] = (
     "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer",
@@ -32,21 +32,6 @@ FRAMES_PER_SECOND = 50
 SLICE_SECONDS = 0.5
 """A sentence is encoded in slices this long, each sent when ready: mp3/aac encoding of a
 whole sentence takes tens of milliseconds that the first bytes need not wait for."""
-
-
-@dataclass
-class SpeechRequest:
-    input: str
-    voice: str
-    response_format: str = "mp3"
-    speed: float = 1.0
-    instructions: str | None = None
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> SpeechRequest:
-        return cls(input=str(data["input"]), voice=str(data["voice"]),
-                   response_format=str(data.get("response_format", "mp3")),
-                   speed=float(data.get("speed", 1.0)), instructions=data.get("instructions"))
 
 
 @dataclass
@@ -111,8 +96,11 @@ class SpeechEngine:
         return {"sample_rate": OUTPUT_RATE, "native_sample_rate": self.backend.sample_rate,
                 "formats": list(FORMATS), "voices": [asdict(v) for v in self.voices]}
 
-    def handlers(self) -> Mapping[str, Handler]:
-        return {"speech": self._speech}
+    def operations(self) -> Sequence[Served[Any, Any]]:
+        return [serve(SPEECH, self._speech)]
+
+    def warmups(self) -> Sequence[Warmup[Any]]:
+        return [Warmup(SPEECH, SpeechRequest(input="Hello.", voice=self.voices[0].id))]
 
     def close(self) -> None:
         self.backend.close()
@@ -127,8 +115,8 @@ class SpeechEngine:
         raise InvalidRequest(f"Unknown voice {name!r}. This model's voices: {known}"
                              f"{', ...' if len(self.voices) > 30 else ''}.", param="voice")
 
-    def _speech(self, payload: dict[str, Any], emit: Emit, cancelled: threading.Event) -> None:
-        req = SpeechRequest.from_wire(payload)
+    def _speech(self, req: SpeechRequest, emit: Emit, call: Call) -> None:
+        cancelled = call.cancelled
         voice = self.resolve_voice(req.voice)
         sentences = check_request(req)
         encoder = open_encoder(req.response_format, self.backend.sample_rate)
@@ -142,17 +130,16 @@ class SpeechEngine:
                         if cancelled.is_set():
                             return
                         if data := encoder.feed(piece):
-                            emit({"type": "audio", "audio": data})
+                            emit(Audio(data))
             if cancelled.is_set():
                 return
             if data := encoder.finish():
-                emit({"type": "audio", "audio": data})
+                emit(Audio(data))
         finally:
             encoder.close()
         duration = samples / self.backend.sample_rate
         frames = round(duration * FRAMES_PER_SECOND)
-        emit({"type": "done", "duration_s": duration, "usage": {
-            "input_tokens": tokens, "output_tokens": frames, "total_tokens": tokens + frames}})
+        emit(SpeechDone(duration, SpeechUsage(tokens, frames, tokens + frames)))
 
 
 def _slices(pcm: bytes, size: int) -> list[bytes]:

@@ -8,90 +8,28 @@ soon as it is decoded, which is what makes `stream=true` useful on long audio.
 
 from __future__ import annotations
 
+import io
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pocketserve.engines.base import Emit, Handler
+from pocketserve.engines.base import Call, Emit, Served, Warmup, serve
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.transcription import (
+    TRANSCRIBE,
+    Segment,
+    TranscriptEvent,
+    TranscriptInfo,
+    TranscriptionRequest,
+)
 
 if TYPE_CHECKING:  # the API process imports this module; it needs no numpy
     import numpy as np
     import numpy.typing as npt
 
-Task = Literal["transcribe", "translate"]
-
-
-@dataclass
-class VadParams:
-    """Voice activity detection: skip what is not speech. None fields take the library's
-    defaults (OpenAI's `chunking_strategy: "auto"`)."""
-
-    threshold: float | None = None
-    min_silence_ms: int | None = None
-    speech_pad_ms: int | None = None
-
-
-@dataclass
-class TranscriptionRequest:
-    audio: bytes
-    task: Task = "transcribe"
-    language: str | None = None
-    prompt: str | None = None
-    temperature: float = 0.0  # 0: start greedy/beam and fall back to sampling on failure
-    word_timestamps: bool = False
-    vad: VadParams | None = None  # None: the model's default (its `vad_filter` option)
-    max_seconds: float | None = None
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> TranscriptionRequest:
-        fields = dict(data)
-        vad = fields.pop("vad", None)
-        return cls(**fields, vad=None if vad is None else VadParams(**vad))
-
-
-@dataclass
-class TranscriptInfo:
-    language: str
-    duration: float
-    type: str = "info"
-
-
-@dataclass
-class Word:
-    word: str
-    start: float
-    end: float
-    probability: float
-
-
-@dataclass
-class Segment:
-    id: int
-    seek: int
-    start: float
-    end: float
-    text: str
-    tokens: list[int]
-    temperature: float
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
-    words: list[Word] | None = None
-    type: str = "segment"
-
-
-Event = TranscriptInfo | Segment
-OnEvent = Callable[[Event], None]
-
-
-def event_from_wire(data: dict[str, Any]) -> Event:
-    fields = {k: v for k, v in data.items() if k != "type"}
-    if data.get("type") == "info":
-        return TranscriptInfo(**fields)
-    words = fields.pop("words", None)
-    return Segment(**fields, words=None if words is None else [Word(**w) for w in words])
+OnEvent = Callable[[TranscriptEvent], None]
 
 
 @dataclass
@@ -101,10 +39,10 @@ class Transcript:
     info: TranscriptInfo = field(default_factory=lambda: TranscriptInfo("", 0.0))
     segments: list[Segment] = field(default_factory=list)
 
-    def add(self, event: Event) -> None:
+    def add(self, event: TranscriptEvent) -> None:
         if isinstance(event, TranscriptInfo):
             self.info = event
-        else:
+        elif isinstance(event, Segment):
             self.segments.append(event)
 
     @property
@@ -139,21 +77,23 @@ class TranscriptionEngine:
     def info(self) -> dict[str, Any]:
         return self.backend.info()
 
-    def handlers(self) -> Mapping[str, Handler]:
-        return {"transcribe": self._transcribe}
+    def operations(self) -> Sequence[Served[Any, Any]]:
+        return [serve(TRANSCRIBE, self._transcribe)]
+
+    def warmups(self) -> Sequence[Warmup[Any]]:
+        # One fixed temperature: on silence, the default fallback would retry at every one.
+        return [Warmup(TRANSCRIBE, TranscriptionRequest(audio=silent_wav(), temperature=0.2))]
 
     def close(self) -> None:
         self.backend.close()
 
-    def _transcribe(self, payload: dict[str, Any], emit: Emit,
-                    cancelled: threading.Event) -> None:
+    def _transcribe(self, req: TranscriptionRequest, emit: Emit, call: Call) -> None:
         from pocketserve.audio.decode import decode_audio
 
-        req = TranscriptionRequest.from_wire(payload)
         self.check(req)
         audio = decode_audio(req.audio, req.max_seconds)
-        if not cancelled.is_set():
-            self.backend.transcribe(audio, req, lambda event: emit(asdict(event)), cancelled)
+        if not call.cancelled.is_set():
+            self.backend.transcribe(audio, req, emit, call.cancelled)
 
     def check(self, req: TranscriptionRequest) -> None:
         if req.task == "translate" and not self.backend.can_translate:
@@ -165,3 +105,13 @@ class TranscriptionEngine:
             raise InvalidRequest(f"This model does not support the language {req.language!r}; "
                                  f"it knows: {known}{more}.", param="language",
                                  code="unsupported_language")
+
+
+def silent_wav(seconds: float = 1.0, rate: int = 16_000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(b"\0\0" * int(seconds * rate))
+    return out.getvalue()

@@ -1,50 +1,22 @@
 """One served model over time: its worker, its admission line, and when it loads and unloads.
 
 Decisions the registry takes with these: what fits in the memory budget (`plan_eviction`), which
-models have been idle past their TTL (`expired`), and how a fresh load is warmed up.
+models have been idle past their TTL (`expired`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-import wave
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pocketserve.catalog import SourceUnavailable, resolve_source
 from pocketserve.config import ModelPolicy, ModelSpec
+from pocketserve.ops.wire import WorkerStats
 from pocketserve.serving.admission import Admission
 from pocketserve.serving.worker import WorkerProcess, WorkerState
 
 MB = 1024 * 1024
-
-# A short real request per capability, run through the engine right after a load so the first
-# user request does not pay for cold caches and lazy allocations. Capabilities without an entry
-# are not warmed up; add one here when a new engine lands.
-def _silent_wav(seconds: float = 1.0, rate: int = 16_000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(b"\0\0" * int(seconds * rate))
-    return out.getvalue()
-
-
-WARMUPS: dict[str, Callable[[], tuple[str, dict[str, Any]]]] = {
-    "chat": lambda: ("complete", {"prompt": "Hello", "sampling": {"max_tokens": 1},
-                                  "echo": False}),
-    "speech": lambda: ("speech", {"input": "Hello.", "voice": "alloy",
-                                  "response_format": "mp3"}),
-    # One fixed temperature: on silence, the default fallback would retry at every temperature.
-    "transcription": lambda: ("transcribe", {"audio": _silent_wav(), "temperature": 0.2}),
-    "embeddings": lambda: ("embed", {"texts": ["Hello there."]}),
-    "rerank": lambda: ("rerank", {"query": "greeting", "documents": ["Hello there."]}),
-}
-
 
 @dataclass
 class ServedModel:
@@ -58,7 +30,7 @@ class ServedModel:
     last_rss: int = 0  # measured memory of the last loaded worker, for the next estimate
     load_error: str | None = None  # why the last load was refused before the worker started
     load_task: asyncio.Task[None] | None = None
-    stats: dict[str, int] = field(default_factory=lambda: {"active": 0, "events": 0})
+    stats: WorkerStats = field(default_factory=WorkerStats)
 
     @property
     def id(self) -> str:

@@ -1,4 +1,5 @@
-"""Loading and unloading models: one load at a time per model, the memory budget, warm-up.
+"""Loading and unloading models: one load at a time per model, and the memory budget. (The
+worker warms its engine up before it says it is ready.)
 
 A load runs as its own task, so a request that gives up waiting (deadline, disconnect) does not
 abort a load that other requests are waiting for.
@@ -13,7 +14,8 @@ import time
 from collections.abc import Callable
 
 from pocketserve.errors import DeadlineExceeded, ModelNotReady, PocketserveError
-from pocketserve.serving.lifecycle import MB, WARMUPS, ServedModel, plan_eviction
+from pocketserve.ops.wire import WorkerStats
+from pocketserve.serving.lifecycle import MB, ServedModel, plan_eviction
 from pocketserve.serving.metrics import Metrics
 from pocketserve.serving.worker import WorkerState
 
@@ -73,7 +75,6 @@ class Loader:
         if not model.ready:
             self.metrics.loads.labels(model.id, "failed").inc()
             return
-        await _warm_up(model)
         elapsed = time.monotonic() - began
         self.metrics.loads.labels(model.id, "ok").inc()
         self.metrics.load_time.labels(model.id).observe(elapsed)
@@ -109,7 +110,7 @@ class Loader:
             return
         model.memory_bytes()
         await model.worker.stop()
-        model.stats = {"active": 0, "events": 0}
+        model.stats = WorkerStats()
         self.metrics.unloads.labels(model.id, reason).inc()
         log.info("model %s unloaded (%s)", model.id, reason)
 
@@ -121,18 +122,3 @@ def _loading(model: ServedModel) -> bool:
 def _failed_message(model: ServedModel) -> str:
     cause = model.load_error or model.worker.error or f"state: {model.worker.state.value}"
     return f"The model {model.id!r} is not available: {cause}"
-
-
-async def _warm_up(model: ServedModel) -> None:
-    """One short real request through the engine; a failure is logged, not fatal."""
-    warmup = WARMUPS.get(model.spec.capability)
-    if warmup is None:
-        return
-    op, payload = warmup()
-    try:
-        events = model.worker.stream(op, payload, deadline=time.monotonic() + 60)
-        async with contextlib.aclosing(events):
-            async for _ in events:
-                pass
-    except PocketserveError as exc:
-        log.warning("warm-up of %s failed: %s", model.id, exc.message)

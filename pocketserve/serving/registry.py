@@ -14,18 +14,29 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pocketserve.catalog import Catalog
 from pocketserve.config import ModelSpec, Settings
-from pocketserve.errors import DeadlineExceeded, ModelNotFound, ModelNotReady, RetryLater
+from pocketserve.errors import (
+    DeadlineExceeded,
+    EngineFailure,
+    ModelNotFound,
+    ModelNotReady,
+    RetryLater,
+)
+from pocketserve.ops.wire import Op, WorkerStats
 from pocketserve.serving.admission import Admission
 from pocketserve.serving.context import current_request
 from pocketserve.serving.lifecycle import MB, ServedModel, expired
 from pocketserve.serving.loader import Loader
 from pocketserve.serving.metrics import Metrics, WorkerSnapshot
 from pocketserve.serving.usage import check_input, observe_event
-from pocketserve.serving.worker import WorkerOptions, WorkerProcess
+from pocketserve.serving.worker import OpStream, WorkerOptions, WorkerProcess
+
+Req = TypeVar("Req")
+Ev = TypeVar("Ev")
+T = TypeVar("T")
 
 log = logging.getLogger("pocketserve.registry")
 
@@ -137,31 +148,53 @@ class ModelRegistry:
 
     # -- serving -------------------------------------------------------------------------------
 
-    def stream(self, name: str, op: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def stream(self, name: str, op: Op[Req, Ev], request: Req) -> AsyncIterator[Ev]:
         """Events of one request, admitted, deadline-bound and cancellable (close it early)."""
         model = self.model(name)  # unknown model: fail now, before any iteration
-        return self._serve(model, op, payload)
+        return self._serve(model, op, request)
 
-    async def call(self, name: str, op: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """A request answered by one data event. Read to its end, so a finished request is
-        not mistaken for a cancelled one."""
-        answer: dict[str, Any] | None = None
-        async for data in self._serve(self.model(name), op, payload):
-            if answer is None:
-                answer = data
-        if answer is None:
-            raise ModelNotReady(f"model {name!r} gave no answer to {op!r}")
-        return answer
+    async def call(self, name: str, op: Op[Req, Ev], request: Req, answer: type[T]) -> T:
+        """The `answer` event of a request (its other events, like usage, are counted). Read
+        to its end, so a finished request is not mistaken for a cancelled one."""
+        found: T | None = None
+        async for event in self._serve(self.model(name), op, request):
+            if found is None and isinstance(event, answer):
+                found = event
+        if found is None:
+            raise EngineFailure(f"model {name!r} gave no {answer.__name__} to {op.name!r}")
+        return found
 
-    async def _serve(self, model: ServedModel, op: str,
-                     payload: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:
+    @contextlib.asynccontextmanager
+    async def open(self, name: str, op: Op[Req, Ev],
+                   request: Req) -> AsyncIterator[OpStream[Ev]]:
+        """A request whose input keeps arriving (`op.input`): send frames with `send`, read
+        `events()`. It holds its admission slot until the block exits, which cancels it in
+        the worker unless its events were read to the end."""
+        model = self.model(name)
+        ctx = current_request()
+        deadline = ctx.deadline if ctx else None
+        if self.draining:
+            raise ModelNotReady("The server is shutting down and takes no new requests.")
+        async with model.admission.slot(deadline):
+            model.touch()
+            await self._loader.ensure_loaded(model, deadline)
+            stream = model.worker.open(op, request, deadline=deadline,
+                                       request_id=ctx.request_id if ctx else None)
+            try:
+                yield stream
+            finally:
+                stream.close()
+                model.touch()
+
+    async def _serve(self, model: ServedModel, op: Op[Req, Ev],
+                     request: Req) -> AsyncGenerator[Ev]:
         ctx = current_request()
         deadline = ctx.deadline if ctx else None
         if ctx is not None:
             ctx.model = model.id
         if self.draining:
             raise ModelNotReady("The server is shutting down and takes no new requests.")
-        check_input(model.spec.capability, payload, self.settings.max_input_chars)
+        check_input(model.spec.capability, request, self.settings.max_input_chars)
         m = self.metrics
         try:
             async with model.admission.slot(deadline) as admitted:
@@ -171,7 +204,7 @@ class ModelRegistry:
                 await self._loader.ensure_loaded(model, deadline)
                 started = time.monotonic()
                 first: float | None = None
-                events = model.worker.stream(op, payload, deadline=deadline,
+                events = model.worker.stream(op, request, deadline=deadline,
                                              request_id=ctx.request_id if ctx else None)
                 async with contextlib.aclosing(events):
                     async for event in events:
@@ -209,8 +242,7 @@ class ModelRegistry:
     async def refresh_stats(self) -> None:
         """Ask each ready worker what it is running (for /metrics and the admin list)."""
         async def one(model: ServedModel) -> None:
-            model.stats = await model.worker.stats() if model.ready else {"active": 0,
-                                                                          "events": 0}
+            model.stats = await model.worker.stats() if model.ready else WorkerStats()
         await asyncio.gather(*(one(m) for m in self._models.values()))
 
     def statuses(self) -> list[ModelStatus]:
@@ -224,8 +256,7 @@ class ModelRegistry:
             error=m.load_error or w.error, pid=w.pid if m.loaded else None, restarts=w.restarts,
             memory_bytes=m.memory_bytes(), pinned=m.policy.pin, in_flight=m.admission.in_flight,
             queued=m.admission.queued, idle_s=round(time.monotonic() - m.last_used, 3),
-            active_sequences=int(m.stats.get("active", 0)),
-            generated_events=int(m.stats.get("events", 0)))
+            active_sequences=m.stats.active, generated_events=m.stats.events)
 
     def _snapshots(self) -> list[WorkerSnapshot]:
         return [WorkerSnapshot(s.id, s.state, s.memory_bytes, s.restarts, s.active_sequences,

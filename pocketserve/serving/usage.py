@@ -2,9 +2,8 @@
 
 - Input length: the total characters of every string in a request's payload, whatever the
   capability, against that capability's limit (400). No schema knowledge needed.
-- Token usage: an event `{"type": "usage", "prompt_tokens", "completion_tokens"}` (what the
-  chat engine sends last) is counted for metrics and per-key token rate limits. Another engine
-  that emits the same shape gets the same accounting.
+- Token usage: a `Usage` event (`ops.common`; what the chat engine sends last) is counted for
+  metrics and per-key token rate limits. Any engine that emits one gets the same accounting.
 """
 
 from __future__ import annotations
@@ -12,15 +11,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
+
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.common import Usage
 from pocketserve.serving.context import RequestContext
 from pocketserve.serving.metrics import Metrics
 
 
 def text_chars(value: Any) -> int:
-    """Characters of text anywhere inside a plain (msgpack-able) value."""
+    """Characters of text anywhere inside a request (bytes, e.g. audio, are not text)."""
     if isinstance(value, str):
         return len(value)
+    if isinstance(value, msgspec.Struct):
+        return sum(text_chars(getattr(value, f)) for f in value.__struct_fields__)
     if isinstance(value, dict):
         return sum(text_chars(v) for v in value.values())
     if isinstance(value, list | tuple):
@@ -28,7 +32,7 @@ def text_chars(value: Any) -> int:
     return 0
 
 
-def check_input(capability: str, payload: dict[str, Any], limits: dict[str, int]) -> None:
+def check_input(capability: str, payload: Any, limits: dict[str, int]) -> None:
     limit = limits.get(capability)
     if limit is None:
         return
@@ -39,13 +43,13 @@ def check_input(capability: str, payload: dict[str, Any], limits: dict[str, int]
             f"for {capability} requests.", code="input_too_long")
 
 
-def observe_event(event: dict[str, Any], model: str, metrics: Metrics,
+def observe_event(event: Any, model: str, metrics: Metrics,
                   ctx: RequestContext | None, first_at: float | None) -> None:
     """Count a usage event's tokens into the metrics and the request's context."""
-    if event.get("type") != "usage":
+    if not isinstance(event, Usage):
         return
-    prompt = int(event.get("prompt_tokens") or 0)
-    completion = int(event.get("completion_tokens") or 0)
+    prompt = event.prompt_tokens
+    completion = event.completion_tokens
     metrics.input_tokens.labels(model).inc(prompt)
     metrics.output_tokens.labels(model).inc(completion)
     if ctx is not None:

@@ -17,13 +17,33 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psutil
 
 from pocketserve.config import ModelSpec
 from pocketserve.errors import DeadlineExceeded, ModelNotReady, PocketserveError
-from pocketserve.serving.ipc import CANCEL, STATS, new_unpacker, pack
+from pocketserve.ops.wire import (
+    Cancel,
+    Data,
+    End,
+    Failed,
+    FrameReader,
+    FromWorker,
+    Input,
+    InputEnd,
+    LoadFailed,
+    Op,
+    Ready,
+    Start,
+    Stats,
+    WorkerStats,
+    frame,
+    raw,
+)
+
+Req = TypeVar("Req")
+Ev = TypeVar("Ev")
 
 log = logging.getLogger("pocketserve.worker")
 
@@ -33,7 +53,7 @@ class WorkerState(StrEnum):
     READY = "ready"
     RESTARTING = "restarting"
     FAILED = "failed"
-    STOPPED = "unloaded"
+    UNLOADED = "unloaded"
 
 
 @dataclass
@@ -45,9 +65,81 @@ class WorkerOptions:
     log_level: str = "info"
 
 
-_CRASHED = {"event": "crashed"}
-_UNLOADED = {"event": "unloaded"}
-_DEADLINE = {"event": "deadline"}
+class _Stop:
+    """Why a request's events ended without the worker saying so (queued as an event)."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+
+_CRASHED = _Stop("crashed")
+_UNLOADED = _Stop("unloaded")
+_DEADLINE = _Stop("deadline")
+Queued = Data | End | Failed | _Stop
+
+
+class OpStream(Generic[Ev]):
+    """One request's events from a worker; for an operation that streams input, also the way
+    to send that input while it runs. Closing `events()` early cancels it in the worker."""
+
+    def __init__(self, worker: WorkerProcess, op: Op[Any, Ev], wire_id: int,
+                 queue: asyncio.Queue[Queued], writer: asyncio.StreamWriter,
+                 deadline: float | None):
+        self.op = op
+        self._worker = worker
+        self._id = wire_id
+        self._queue = queue
+        self._writer = writer
+        self._finished = False
+        # One timer per request puts the deadline in the queue: cheaper than a timeout on
+        # every wait, which a streamed request does once per token.
+        self._timer = None if deadline is None else asyncio.get_running_loop().call_later(
+            max(0.0, deadline - time.monotonic()), queue.put_nowait, _DEADLINE)
+
+    def send(self, value: Any) -> None:
+        """One more input frame (an `op.input` value)."""
+        if not self.op.streams_input:
+            raise TypeError(f"operation {self.op.name!r} takes no streamed input")
+        if not self._writer.is_closing():
+            self._writer.write(frame(Input(self._id, raw(value))))
+
+    def end_input(self) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(frame(InputEnd(self._id)))
+
+    def close(self) -> None:
+        """Forget the request; cancel it in the worker unless it has finished."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._worker._pending.pop(self._id, None)
+        if not self._finished and not self._writer.is_closing():
+            self._writer.write(frame(Cancel(self._id)))
+        self._finished = True
+
+    async def events(self) -> AsyncGenerator[Ev]:
+        model = self._worker.spec.id
+        try:
+            while True:
+                message = await self._queue.get()
+                if isinstance(message, Data):
+                    yield self.op.decode_event(message.data)
+                    continue
+                if isinstance(message, _Stop) and message is _DEADLINE:
+                    raise DeadlineExceeded(f"The request to model {model!r} ran past "
+                                           "its deadline and was stopped.")
+                self._finished = True
+                if isinstance(message, End):
+                    return
+                if isinstance(message, Failed):
+                    raise PocketserveError.from_wire(message.error)
+                if message is _UNLOADED:
+                    raise ModelNotReady(f"The model {model!r} was unloaded while "
+                                        "serving this request.")
+                raise ModelNotReady(
+                    f"The worker of model {model!r} stopped while serving this request; "
+                    "it is being restarted.")
+        finally:
+            self.close()
 
 
 class WorkerProcess:
@@ -56,14 +148,14 @@ class WorkerProcess:
     def __init__(self, spec: ModelSpec, options: WorkerOptions):
         self.spec = spec
         self.options = options
-        self.state = WorkerState.STOPPED
+        self.state = WorkerState.UNLOADED
         self.info: dict[str, Any] = {}
         self.error: str | None = None
         self.restarts = 0
         self.pid: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[int, asyncio.Queue[dict[str, Any]]] = {}
+        self._pending: dict[int, asyncio.Queue[Queued]] = {}
         self._ids = itertools.count(1)
         self._runner: asyncio.Task[None] | None = None
         self._first_outcome = asyncio.Event()
@@ -91,76 +183,45 @@ class WorkerProcess:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        self.state = WorkerState.STOPPED
+        self.state = WorkerState.UNLOADED
         self.pid = None
 
-    async def stream(self, op: str, payload: dict[str, Any], *, deadline: float | None = None,
-                     request_id: str | None = None) -> AsyncGenerator[dict[str, Any]]:
-        """Events of one request. Leaving early (client gone, deadline) cancels it in the
-        worker, which drops it at its next step."""
+    def open(self, op: Op[Req, Ev], request: Req, *, deadline: float | None = None,
+             request_id: str | None = None) -> OpStream[Ev]:
+        """Start one request; read its events from the stream it returns."""
         if self.state != WorkerState.READY or self._writer is None or self._writer.is_closing():
             raise ModelNotReady(self._not_ready_message())
         wire_id = next(self._ids)
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queue: asyncio.Queue[Queued] = asyncio.Queue()
         self._pending[wire_id] = queue
-        writer = self._writer
-        message: dict[str, Any] = {"id": wire_id, "op": op, "payload": payload}
-        if request_id is not None:
-            message["rid"] = request_id
-        writer.write(pack(message))
-        # One timer per request puts the deadline in the queue: cheaper than a timeout on
-        # every wait, which a streamed request does once per token.
-        timer = None if deadline is None else asyncio.get_running_loop().call_later(
-            max(0.0, deadline - time.monotonic()), queue.put_nowait, _DEADLINE)
-        finished = False
-        try:
-            while True:
-                message = await queue.get()
-                event = message["event"]
-                if event == "data":
-                    yield message["data"]
-                    continue
-                if event == "deadline":
-                    raise DeadlineExceeded(f"The request to model {self.spec.id!r} ran past "
-                                           "its deadline and was stopped.")
-                finished = True
-                if event == "end":
-                    return
-                if event == "error":
-                    raise PocketserveError.from_wire(message["error"])
-                if event == "unloaded":
-                    raise ModelNotReady(f"The model {self.spec.id!r} was unloaded while "
-                                        "serving this request.")
-                raise ModelNotReady(
-                    f"The worker of model {self.spec.id!r} stopped while serving this request; "
-                    "it is being restarted.")
-        finally:
-            if timer is not None:
-                timer.cancel()
-            self._pending.pop(wire_id, None)
-            if not finished and not writer.is_closing():
-                writer.write(pack({"id": wire_id, "op": CANCEL}))
+        self._writer.write(frame(Start(wire_id, op.name, raw(request), request_id or "")))
+        return OpStream(self, op, wire_id, queue, self._writer, deadline)
 
-    async def call(self, op: str, payload: dict[str, Any], *,
-                   deadline: float | None = None) -> dict[str, Any]:
-        """A request answered by one data event (read to its end, so no cancel is sent)."""
-        answer: dict[str, Any] | None = None
-        async for data in self.stream(op, payload, deadline=deadline):
-            if answer is None:
-                answer = data
-        if answer is None:
-            raise ModelNotReady(f"model {self.spec.id!r} gave no answer to {op!r}")
-        return answer
+    async def stream(self, op: Op[Req, Ev], request: Req, *, deadline: float | None = None,
+                     request_id: str | None = None) -> AsyncGenerator[Ev]:
+        """Events of one request. Leaving early (client gone, deadline) cancels it in the
+        worker, which drops it at its next step."""
+        events = self.open(op, request, deadline=deadline, request_id=request_id).events()
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> WorkerStats:
         """What the worker process itself is doing (active requests, events emitted); it
         answers from its reader thread, so this is quick even when the model is busy."""
-        if self.state != WorkerState.READY:
-            return {"active": 0, "events": 0}
+        if self.state != WorkerState.READY or self._writer is None or self._writer.is_closing():
+            return WorkerStats()
+        wire_id = next(self._ids)
+        queue: asyncio.Queue[Queued] = asyncio.Queue()
+        self._pending[wire_id] = queue
+        self._writer.write(frame(Stats(wire_id)))
+        stream = OpStream(self, _STATS, wire_id, queue, self._writer, time.monotonic() + 2.0)
         try:
-            return await self.call(STATS, {}, deadline=time.monotonic() + 2.0)
+            async for stats in stream.events():
+                return stats
         except (PocketserveError, ConnectionError, RuntimeError):  # stopping meanwhile
-            return {"active": 0, "events": 0}
+            pass
+        return WorkerStats()
 
     def memory_bytes(self) -> int:
         """Resident memory of the worker process (0 when none runs)."""
@@ -213,18 +274,19 @@ class WorkerProcess:
             child.close()
         self.pid = self._proc.pid
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
-        loaded: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loaded: asyncio.Future[Ready | LoadFailed] = asyncio.get_running_loop().create_future()
         reading = asyncio.create_task(self._read(reader, loaded))
+        first: Ready | LoadFailed
         try:
             first = await asyncio.wait_for(loaded, timeout=self.options.start_timeout_s)
         except (TimeoutError, ConnectionError) as exc:
-            first = {"event": "load_failed", "error": f"no answer from the worker: {exc!r}"}
-        if first["event"] == "ready":
-            self.info = dict(first.get("info") or {})
+            first = LoadFailed(f"no answer from the worker: {exc!r}")
+        if isinstance(first, Ready):
+            self.info = dict(first.info)
             self.error = None
             log.info("model %s ready in worker pid %s", self.spec.id, self.pid)
             return True
-        self.error = str(first.get("error"))
+        self.error = first.error
         log.error("model %s failed to load: %s", self.spec.id, self.error)
         reading.cancel()
         if self._proc.returncode is None:
@@ -233,22 +295,24 @@ class WorkerProcess:
         return False
 
     async def _read(self, reader: asyncio.StreamReader,
-                    loaded: asyncio.Future[dict[str, Any]]) -> None:
-        unpacker = new_unpacker()
+                    loaded: asyncio.Future[Ready | LoadFailed]) -> None:
+        frames = FrameReader(FromWorker)
         while chunk := await reader.read(1 << 16):
-            unpacker.feed(chunk)
-            for message in unpacker:
-                if "id" not in message:
+            for message in frames.feed(chunk):
+                if isinstance(message, Ready | LoadFailed):
                     if not loaded.done():
                         loaded.set_result(message)
                     continue
-                queue = self._pending.get(int(message["id"]))
+                queue = self._pending.get(message.id)
                 if queue is not None:
                     queue.put_nowait(message)
         if not loaded.done():
             loaded.set_exception(ConnectionError("worker closed its socket"))
         self._fail_pending()
 
-    def _fail_pending(self, why: dict[str, Any] = _CRASHED) -> None:
+    def _fail_pending(self, why: _Stop = _CRASHED) -> None:
         for queue in self._pending.values():
             queue.put_nowait(why)
+
+
+_STATS: Op[Any, WorkerStats] = Op("stats", dict, WorkerStats)

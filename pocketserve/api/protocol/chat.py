@@ -7,8 +7,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from pocketserve.api.protocol.common import Request, ResponseFormat, SamplingFields
-from pocketserve.engines.chat import ChatMessage, ChatRequest
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.chat import ChatMessage, ChatRequest
 
 
 class ContentPart(Request):

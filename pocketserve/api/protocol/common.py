@@ -8,8 +8,8 @@ from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pocketserve.engines.chat import SamplingParams
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.chat import SamplingParams
 
 
 class Request(BaseModel):

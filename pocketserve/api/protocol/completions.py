@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from pocketserve.api.protocol.common import SamplingFields
-from pocketserve.engines.chat import CompletionRequest as EngineCompletion
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.chat import CompletionRequest as EngineCompletion
 
 Prompt = str | list[str] | list[int] | list[list[int]]
 

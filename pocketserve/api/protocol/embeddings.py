@@ -11,6 +11,7 @@ from pydantic import Field, StrictInt, StrictStr
 
 from pocketserve.api.protocol.common import Request
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.embeddings import EmbedRequest
 
 MAX_INPUTS = 2048  # OpenAI's limit on the items of one request
 
@@ -22,12 +23,11 @@ class EmbeddingRequest(Request):
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
 
-    def to_engine(self, truncate: bool) -> dict[str, Any]:
-        """The worker's payload: texts or token-id lists, never a mix; empty inputs refused."""
-        payload: dict[str, Any] = {"dimensions": self.dimensions, "truncate": truncate,
-                                   "single": not isinstance(self.input, list)
-                                   or (bool(self.input) and isinstance(self.input[0], int))}
-        items: list[Any] = [self.input] if payload["single"] else list(self.input)
+    def to_engine(self, truncate: bool) -> EmbedRequest:
+        """The worker's request: texts or token-id lists, never a mix; empty inputs refused."""
+        single = not isinstance(self.input, list) or (
+            bool(self.input) and isinstance(self.input[0], int))
+        items: list[Any] = [self.input] if single else list(self.input)
         if not items:
             raise InvalidRequest("'input' must not be an empty list.", param="input")
         if len(items) > MAX_INPUTS:
@@ -35,12 +35,16 @@ class EmbeddingRequest(Request):
                                  "allowed in one request.", param="input")
         for i, item in enumerate(items):
             if len(item) == 0:
-                where = "input" if payload["single"] else f"input[{i}]"
+                where = "input" if single else f"input[{i}]"
                 what = "an empty string" if isinstance(item, str) else "an empty list of tokens"
                 raise InvalidRequest(f"'{where}' is {what}; every input needs some content.",
                                      param=where)
-        payload["texts" if isinstance(items[0], str) else "token_ids"] = items
-        return payload
+        request = EmbedRequest(dimensions=self.dimensions, truncate=truncate, single=single)
+        if isinstance(items[0], str):
+            request.texts = items
+        else:
+            request.token_ids = items
+        return request
 
 
 def embedding_list(vectors: list[bytes], encoding_format: str, model: str,

@@ -9,6 +9,8 @@ from pydantic import Field, field_validator
 
 from pocketserve.api.protocol.common import Request
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.rerank import Ranking
+from pocketserve.ops.rerank import RerankRequest as EngineRerank
 
 
 class RerankRequest(Request):
@@ -39,7 +41,7 @@ class RerankRequest(Request):
     def texts(self) -> list[str]:
         return list(self.documents)
 
-    def to_engine(self, truncate: bool) -> dict[str, Any]:
+    def to_engine(self, truncate: bool) -> EngineRerank:
         if not self.query:
             raise InvalidRequest("'query' must not be empty.", param="query")
         texts = self.texts()
@@ -48,19 +50,19 @@ class RerankRequest(Request):
         for i, text in enumerate(texts):
             if not text:
                 raise InvalidRequest(f"'documents[{i}]' is empty.", param=f"documents[{i}]")
-        return {"query": self.query, "documents": texts, "top_n": self.top_n,
-                "truncate": truncate}
+        return EngineRerank(query=self.query, documents=texts, top_n=self.top_n,
+                            truncate=truncate)
 
 
-def rerank_response(req: RerankRequest, model: str, reply: dict[str, Any]) -> dict[str, Any]:
+def rerank_response(req: RerankRequest, model: str, reply: Ranking) -> dict[str, Any]:
     texts = req.texts()
     results = []
-    for item in reply["results"]:
-        result: dict[str, Any] = {"index": int(item["index"]),
-                                  "relevance_score": float(item["relevance_score"])}
+    for item in reply.results:
+        result: dict[str, Any] = {"index": item.index,
+                                  "relevance_score": item.relevance_score}
         if req.return_documents:
             result["document"] = {"text": texts[result["index"]]}
         results.append(result)
-    tokens = int(reply["prompt_tokens"])
+    tokens = reply.prompt_tokens
     return {"id": f"rerank-{uuid.uuid4().hex}", "model": model, "results": results,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

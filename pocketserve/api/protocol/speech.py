@@ -8,8 +8,9 @@ from pydantic import Field
 
 from pocketserve.api.protocol.common import Request
 from pocketserve.audio.encode import AudioFormat
-from pocketserve.engines.speech import MAX_INPUT_CHARS, SpeechRequest
+from pocketserve.engines.speech import MAX_INPUT_CHARS
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.speech import SpeechRequest
 
 
 class CustomVoice(Request):

@@ -6,7 +6,7 @@ from pydantic import Field, model_validator
 
 from pocketserve.api.protocol.chat import Message, plain_message
 from pocketserve.api.protocol.common import Request
-from pocketserve.engines.chat import TokenizeRequest as EngineTokenize
+from pocketserve.ops.chat import TokenizeRequest as EngineTokenize
 
 
 class TokenizeRequest(Request):

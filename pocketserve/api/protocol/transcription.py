@@ -20,14 +20,9 @@ from starlette.datastructures import FormData, UploadFile
 
 from pocketserve.audio.languages import language_code, language_name
 from pocketserve.audio.subtitles import to_srt, to_vtt
-from pocketserve.engines.transcription import (
-    Segment,
-    Task,
-    Transcript,
-    TranscriptionRequest,
-    VadParams,
-)
+from pocketserve.engines.transcription import Transcript
 from pocketserve.errors import InvalidRequest, PayloadTooLarge
+from pocketserve.ops.transcription import Segment, Task, TranscriptionRequest, VadParams
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 Granularity = Literal["segment", "word"]

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pocketserve.api.capability import model_for
 from pocketserve.api.deps import RegistryDep, SettingsDep
 from pocketserve.api.protocol.embeddings import EmbeddingRequest, embedding_list
+from pocketserve.ops.embeddings import EMBED, Embeddings
 
 router = APIRouter()
 
@@ -25,7 +26,7 @@ async def embeddings(body: EmbeddingRequest, registry: RegistryDep,
                      settings: SettingsDep) -> Response:
     spec = model_for(registry, body.model, "embeddings", "make embeddings")
     payload = body.to_engine(truncate=settings.embeddings_truncate)
-    reply = await registry.call(spec.id, "embed", payload)
-    return json_response(embedding_list(list(reply["embeddings"]), body.encoding_format,
-                                        spec.id, int(reply["prompt_tokens"])))
+    reply = await registry.call(spec.id, EMBED, payload, Embeddings)
+    return json_response(embedding_list(reply.embeddings, body.encoding_format, spec.id,
+                                        reply.prompt_tokens))
 

@@ -10,6 +10,7 @@ from pocketserve.api.capability import model_for
 from pocketserve.api.deps import RegistryDep, SettingsDep
 from pocketserve.api.protocol.rerank import RerankRequest, rerank_response
 from pocketserve.api.routes.embeddings import json_response
+from pocketserve.ops.rerank import RERANK, Ranking
 
 router = APIRouter()
 
@@ -19,5 +20,6 @@ router = APIRouter()
 @router.post("/rerank")
 async def rerank(body: RerankRequest, registry: RegistryDep, settings: SettingsDep) -> Response:
     spec = model_for(registry, body.model, "rerank", "rerank documents")
-    reply = await registry.call(spec.id, "rerank", body.to_engine(settings.rerank_truncate))
+    reply = await registry.call(spec.id, RERANK, body.to_engine(settings.rerank_truncate),
+                                Ranking)
     return json_response(rerank_response(body, spec.id, reply))

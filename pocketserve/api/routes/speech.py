@@ -7,9 +7,9 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import asdict
 from typing import Any
 
+import msgspec
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
@@ -20,6 +20,7 @@ from pocketserve.api.protocol.speech import CreateSpeechRequest
 from pocketserve.api.streaming import primed
 from pocketserve.audio.encode import MEDIA_TYPES
 from pocketserve.errors import PocketserveError
+from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechEvent
 
 log = logging.getLogger("pocketserve.api")
 router = APIRouter()
@@ -32,7 +33,7 @@ async def create_speech(body: CreateSpeechRequest, registry: RegistryDep) -> Str
     spec = model_for(registry, body.model, "speech", "generate speech")
     request = body.to_engine()
     # The first event waits for the first sentence, so a refused request still gets its 400.
-    events = await primed(registry.stream(spec.id, "speech", asdict(request)))
+    events = await primed(registry.stream(spec.id, SPEECH, request))
     if body.stream_format == "sse":
         return StreamingResponse(_sse(events), media_type="text/event-stream",
                                  headers=_NO_BUFFERING)
@@ -40,19 +41,19 @@ async def create_speech(body: CreateSpeechRequest, registry: RegistryDep) -> Str
                              headers=_NO_BUFFERING)
 
 
-async def _audio(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def _audio(events: AsyncIterator[SpeechEvent]) -> AsyncIterator[bytes]:
     """Audio bytes as each sentence is encoded (chunked transfer)."""
     async with aclosing(events):  # type: ignore[type-var]
         try:
             async for event in events:
-                if event.get("type") == "audio":
-                    yield bytes(event["audio"])
+                if isinstance(event, Audio):
+                    yield event.audio
         except PocketserveError as exc:
             # Headers are gone: the status cannot change, so the audio just ends early.
             log.error("speech stream ended early: %s", exc.message)
 
 
-async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def _sse(events: AsyncIterator[SpeechEvent]) -> AsyncIterator[bytes]:
     """OpenAI's speech.audio.delta events (base64 audio), then speech.audio.done.
 
     No `data: [DONE]` line, unlike chat: OpenAI's speech stream ends with its done event.
@@ -60,11 +61,12 @@ async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     async with aclosing(events):  # type: ignore[type-var]
         try:
             async for event in events:
-                if event.get("type") == "audio":
-                    audio = base64.b64encode(event["audio"]).decode()
+                if isinstance(event, Audio):
+                    audio = base64.b64encode(event.audio).decode()
                     yield _frame({"type": "speech.audio.delta", "audio": audio})
-                elif event.get("type") == "done":
-                    yield _frame({"type": "speech.audio.done", "usage": event["usage"]})
+                elif isinstance(event, SpeechDone):
+                    yield _frame({"type": "speech.audio.done",
+                                  "usage": msgspec.structs.asdict(event.usage)})
         except PocketserveError as exc:
             yield _frame({"type": "error", **error_body(exc.message, exc.kind, exc.param,
                                                         exc.code)})

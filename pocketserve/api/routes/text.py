@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
@@ -14,6 +13,8 @@ from pocketserve.api.protocol.completions import CompletionRequest
 from pocketserve.api.protocol.tokenize import DetokenizeRequest, TokenizeRequest
 from pocketserve.api.streaming import primed, sse_response
 from pocketserve.api.textgen import Shaper, stream_chunks, whole_response
+from pocketserve.ops.chat import CHAT, COMPLETE, DETOKENIZE, TOKENIZE, Detokenized, Tokens
+from pocketserve.ops.chat import DetokenizeRequest as EngineDetokenize
 
 router = APIRouter()
 
@@ -22,7 +23,7 @@ router = APIRouter()
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
-    sources = [registry.stream(spec.id, "chat", asdict(body.to_engine()))]
+    sources = [registry.stream(spec.id, CHAT, body.to_engine())]
     shaper = Shaper("chat", spec.id, logprobs=body.logprobs)
     if body.stream:
         chunks = stream_chunks(shaper, sources, body.n, body.include_usage)
@@ -33,7 +34,7 @@ async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep) -
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, registry: RegistryDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
-    sources = [registry.stream(spec.id, "complete", asdict(r)) for r in body.to_engine()]
+    sources = [registry.stream(spec.id, COMPLETE, r) for r in body.to_engine()]
     shaper = Shaper("completion", spec.id, logprobs=body.logprobs is not None)
     if body.stream:
         chunks = stream_chunks(shaper, sources, body.n, body.include_usage)
@@ -44,13 +45,13 @@ async def completions(body: CompletionRequest, registry: RegistryDep) -> Any:
 @router.post("/tokenize")
 async def tokenize(body: TokenizeRequest, registry: RegistryDep) -> dict[str, Any]:
     spec = model_for(registry, body.model, "chat", "generate text")
-    reply = await registry.call(spec.id, "tokenize", asdict(body.to_engine()))
-    tokens = list(reply["tokens"])
-    return {"count": len(tokens), "max_model_len": reply["max_model_len"], "tokens": tokens}
+    reply = await registry.call(spec.id, TOKENIZE, body.to_engine(), Tokens)
+    return {"count": len(reply.tokens), "max_model_len": reply.max_model_len,
+            "tokens": reply.tokens}
 
 
 @router.post("/detokenize")
 async def detokenize(body: DetokenizeRequest, registry: RegistryDep) -> dict[str, Any]:
     spec = model_for(registry, body.model, "chat", "generate text")
-    reply = await registry.call(spec.id, "detokenize", {"tokens": body.tokens})
-    return {"prompt": reply["prompt"]}
+    reply = await registry.call(spec.id, DETOKENIZE, EngineDetokenize(body.tokens), Detokenized)
+    return {"prompt": reply.prompt}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -19,7 +18,8 @@ from pocketserve.api.protocol.transcription import (
 )
 from pocketserve.api.streaming import primed, sse_response
 from pocketserve.config import Settings
-from pocketserve.engines.transcription import Segment, Task, Transcript, event_from_wire
+from pocketserve.engines.transcription import Transcript
+from pocketserve.ops.transcription import TRANSCRIBE, Segment, Task, TranscriptEvent
 from pocketserve.serving.registry import ModelRegistry
 
 router = APIRouter()
@@ -45,22 +45,21 @@ async def _handle(request: Request, registry: ModelRegistry, settings: Settings,
     form, audio = await read_form(form_data, task, settings.audio_max_bytes)
     spec = model_for(registry, form.model, "transcription", "transcribe audio")
     payload = form.to_engine(audio, task, settings.audio_max_seconds)
-    events = registry.stream(spec.id, "transcribe", asdict(payload))
+    events = registry.stream(spec.id, TRANSCRIBE, payload)
     if form.stream:
         return sse_response(await primed(_stream(events)))
     transcript = Transcript()
     async with aclosing(events):  # type: ignore[type-var]
-        async for data in events:
-            transcript.add(event_from_wire(data))
+        async for event in events:
+            transcript.add(event)
     return transcript_response(transcript, form, task)
 
 
-async def _stream(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+async def _stream(events: AsyncIterator[TranscriptEvent]) -> AsyncIterator[dict[str, Any]]:
     """One delta per decoded segment, then the whole text; deltas concatenate to it."""
     parts: list[str] = []
     async with aclosing(events):  # type: ignore[type-var]
-        async for data in events:
-            event = event_from_wire(data)
+        async for event in events:
             if not isinstance(event, Segment):
                 continue
             delta = event.text if parts else event.text.lstrip()

@@ -1,0 +1,90 @@
+"""Speech to text: a whole upload (`TRANSCRIBE`), or audio that keeps arriving (`LISTEN`).
+
+The worker receives the uploaded file's bytes and decodes them itself, so the HTTP process
+never runs decode-heavy code and a codec crash stays inside the model's process.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from pocketserve.ops.wire import Op
+
+Task = Literal["transcribe", "translate"]
+
+
+class VadParams(msgspec.Struct, kw_only=True):
+    """Voice activity detection: skip what is not speech. None fields take the library's
+    defaults (OpenAI's `chunking_strategy: "auto"`)."""
+
+    threshold: float | None = None
+    min_silence_ms: int | None = None
+    speech_pad_ms: int | None = None
+
+
+class TranscriptionRequest(msgspec.Struct, kw_only=True):
+    audio: bytes
+    task: Task = "transcribe"
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0  # 0: start greedy/beam and fall back to sampling on failure
+    word_timestamps: bool = False
+    vad: VadParams | None = None  # None: the model's default (its `vad_filter` option)
+    max_seconds: float | None = None
+
+
+class TranscriptInfo(msgspec.Struct, tag="info"):
+    language: str
+    duration: float
+
+
+class Word(msgspec.Struct):
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+class Segment(msgspec.Struct, tag="segment"):
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[Word] | None = None
+
+
+class Partial(msgspec.Struct, tag="partial"):
+    """The best guess so far for speech that is still going on; a `Segment` replaces it."""
+
+    text: str
+    start: float
+
+
+TranscriptEvent = TranscriptInfo | Segment | Partial
+
+
+class ListenRequest(msgspec.Struct, kw_only=True):
+    """Live transcription: the audio comes as `AudioFrame`s while the operation runs, and
+    ends with the input (or a cancel)."""
+
+    sample_rate: int = 16_000
+    language: str | None = None
+    prompt: str | None = None
+
+
+class AudioFrame(msgspec.Struct):
+    pcm: bytes  # s16le mono at the request's sample rate
+
+
+TRANSCRIBE: Op[TranscriptionRequest, TranscriptEvent] = Op(
+    "transcribe", TranscriptionRequest, TranscriptEvent)
+LISTEN: Op[ListenRequest, TranscriptEvent] = Op(
+    "listen", ListenRequest, TranscriptEvent, input=AudioFrame)
