@@ -15,7 +15,6 @@ import io
 import os
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,9 @@ from pocketserve.backends import load_engine
 from pocketserve.catalog import Catalog, resolve_source
 from pocketserve.engines.sentences import quick_start, split_sentences
 from pocketserve.engines.speech import SpeechEngine
+from pocketserve.ops.speech import SPEECH
 from tests.conftest import start_server, stop_server
+from tests.engine_helpers import run_op
 
 TEXT = ("The library opens at nine in the morning and closes at six in the evening. "
         "Visitors can borrow up to five books at a time, and most loans last three weeks. "
@@ -60,7 +61,7 @@ def engine_run(engine: SpeechEngine) -> tuple[float, float, float]:
 
     payload = {"input": TEXT, "voice": "alloy", "response_format": "mp3"}
     start = time.perf_counter()
-    engine.handlers()["speech"](payload, emit, threading.Event())
+    run_op(engine, SPEECH, payload, emit=emit, as_dicts=True)
     return marks[0], marks[-1], float(done["duration_s"])
 
 

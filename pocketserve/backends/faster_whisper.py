@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -127,7 +128,7 @@ def _vad_options(vad: VadParams | None) -> dict[str, Any] | None:
         return None
     names = {"threshold": "threshold", "min_silence_ms": "min_silence_duration_ms",
              "speech_pad_ms": "speech_pad_ms"}
-    return {names[k]: v for k, v in vars(vad).items() if v is not None}
+    return {names[k]: v for k, v in msgspec.structs.asdict(vad).items() if v is not None}
 
 
 def _model_files(folder: Path, parts: Any) -> dict[str, bytes] | None:

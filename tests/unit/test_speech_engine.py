@@ -14,6 +14,8 @@ from pocketserve.backends.espeak import build_engine
 from pocketserve.config import ModelSpec
 from pocketserve.engines.speech import OPENAI_VOICES, SpeechEngine
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.speech import SPEECH
+from tests.engine_helpers import run_op
 
 SPEC = ModelSpec(id="espeak-ng", capability="speech", backend="espeak",
                  source="program:espeak-ng")
@@ -34,7 +36,7 @@ def speak(engine: SpeechEngine, cancel_after: int | None = None,
         if cancel_after is not None and len(events) >= cancel_after:
             cancelled.set()
 
-    engine.handlers()["speech"]({"voice": "alloy", **payload}, emit, cancelled)
+    run_op(engine, SPEECH, {"voice": "alloy", **payload}, cancelled, emit, as_dicts=True)
     return events
 
 

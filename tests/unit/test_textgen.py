@@ -2,24 +2,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Any
 
 import pytest
 
 from pocketserve.api.textgen import Shaper, stream_chunks, whole_response
-from pocketserve.engines.chat import TextDelta, TokenLogprob, TopLogprob, Usage
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.chat import ReasoningDelta, TextDelta, TokenLogprob, ToolCallDelta, TopLogprob
+from pocketserve.ops.common import Usage
 
 
 def _lp(token: str) -> TokenLogprob:
     return TokenLogprob(token, -0.5, list(token.encode()), [TopLogprob(token, -0.5, None)])
 
 
-async def _source(*events: Any, fail: bool = False) -> AsyncIterator[dict[str, Any]]:
+async def _source(*events: Any, fail: bool = False) -> AsyncIterator[Any]:
     for event in events:
         await asyncio.sleep(0)
-        yield asdict(event)
+        yield event
     if fail:
         raise InvalidRequest("bad", param="prompt")
 
@@ -81,3 +81,27 @@ def test_error_in_one_prompt_fails_the_request() -> None:
     with pytest.raises(InvalidRequest):
         asyncio.run(whole_response(shaper, [_source(TextDelta(0, "a")),
                                             _source(fail=True)], n=1))
+
+
+def test_tool_calls_and_reasoning_take_openai_shapes() -> None:
+    events = (ReasoningDelta(0, "think"), ToolCallDelta(0, 0, "", id="call_1", name="f"),
+              ToolCallDelta(0, 0, '{"x":'), ToolCallDelta(0, 0, " 1}"),
+              TextDelta(0, "", finish_reason="tool_calls"), Usage(3, 4))
+    body = asyncio.run(whole_response(Shaper("chat", "m", logprobs=False),
+                                      [_source(*events)], n=1))
+    message = body["choices"][0]["message"]
+    assert message["content"] is None and message["reasoning_content"] == "think"
+    assert message["tool_calls"] == [{"id": "call_1", "type": "function",
+                                      "function": {"name": "f", "arguments": '{"x": 1}'}}]
+    assert body["choices"][0]["finish_reason"] == "tool_calls"
+
+    async def chunks() -> list[dict[str, Any]]:
+        return [c async for c in stream_chunks(Shaper("chat", "m", logprobs=False),
+                                               [_source(*events)], 1, include_usage=False)]
+    deltas = [c["choices"][0]["delta"] for c in asyncio.run(chunks())]
+    assert deltas[0] == {"role": "assistant", "content": "", "reasoning_content": "think"}
+    first, *rest = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+    assert first == {"index": 0, "id": "call_1", "type": "function",
+                     "function": {"arguments": "", "name": "f"}}
+    assert all("name" not in d["function"] and "id" not in d for d in rest)
+    assert "".join(d["function"]["arguments"] for d in rest) == '{"x": 1}'

@@ -9,16 +9,21 @@ from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import FormData, Headers, UploadFile
 
 from pocketserve.api.protocol.transcription import read_form, transcript_response
-from pocketserve.engines.transcription import (
+from pocketserve.engines.transcription import Transcript
+from pocketserve.errors import InvalidRequest, PayloadTooLarge
+from pocketserve.ops.transcription import (
+    TRANSCRIBE,
     Segment,
-    Transcript,
     TranscriptInfo,
     TranscriptionRequest,
     VadParams,
     Word,
-    event_from_wire,
 )
-from pocketserve.errors import InvalidRequest, PayloadTooLarge
+from pocketserve.ops.wire import encode
+
+
+def event_from_wire(data: object) -> object:
+    return TRANSCRIBE.decode_event(encode(data))
 
 
 def _form(*fields: tuple[str, str], data: bytes = b"RIFF....") -> FormData:
@@ -104,11 +109,11 @@ def test_bad_forms() -> None:
 
 def _transcript() -> Transcript:
     t = Transcript()
-    t.add(event_from_wire({"type": "info", "language": "de", "duration": 4.2}))
+    t.add(TRANSCRIBE.decode_event(encode({"type": "info", "language": "de", "duration": 4.2})))
     words = [Word(" Guten", 0.0, 0.4, 0.9), Word(" Tag.", 0.4, 0.9, 0.8)]
     for seg in (Segment(0, 0, 0.0, 1.0, " Guten Tag.", [1, 2], 0.0, -0.2, 1.1, 0.01, words),
                 Segment(1, 0, 1.2, 4.0, " Wie geht's?", [3], 0.0, -0.3, 1.0, 0.02, [])):
-        t.add(event_from_wire({**vars(seg), "words": [vars(w) for w in seg.words or []]}))
+        t.add(TRANSCRIBE.decode_event(encode(seg)))
     return t
 
 

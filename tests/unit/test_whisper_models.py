@@ -12,6 +12,8 @@ import pytest
 from pocketserve.backends import load_engine
 from pocketserve.catalog import Catalog, resolve_source, spec_for_path
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.transcription import TRANSCRIBE
+from tests.engine_helpers import run_op
 from tests.stt_helpers import espeak, wer
 
 
@@ -52,13 +54,15 @@ def test_a_local_folder_transcribes(tmp_path: Path) -> None:
     text = "The train leaves the station at noon."
     audio = espeak(text, tmp_path / "a.wav").read_bytes()
     try:
-        handler = engine.handlers()["transcribe"]
-        handler({"audio": audio}, events.append, threading.Event())
+        def handler(payload: dict[str, Any], out: Any, cancel: threading.Event) -> None:
+            out.extend(run_op(engine, TRANSCRIBE, payload, cancel, as_dicts=True))
+
+        handler({"audio": audio}, events, threading.Event())
         assert events[0]["type"] == "info" and events[0]["language"] == "en"
         heard = "".join(e["text"] for e in events if e["type"] == "segment")
         assert wer(text, heard) <= 0.3, heard
         with pytest.raises(InvalidRequest) as info:  # English only
-            handler({"audio": audio, "task": "translate"}, events.append, threading.Event())
+            handler({"audio": audio, "task": "translate"}, events, threading.Event())
         assert info.value.param == "model"
     finally:
         engine.close()
