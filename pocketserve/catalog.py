@@ -206,7 +206,7 @@ class Catalog:
         raise ModelNotFound(f"The model {name!r} is not in the catalog. Known models: {known}.")
 
     @staticmethod
-    def available(spec: ModelSpec) -> str | None:
+    def missing_weights(spec: ModelSpec) -> str | None:
         """None when the weights are on this machine, else the reason they are not."""
         try:
             resolve_source(spec.source)

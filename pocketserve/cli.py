@@ -68,7 +68,7 @@ def _list_models(settings: Settings) -> int:
     catalog = Catalog(settings.extra_models)
     print(f"{'ID':28} {'CAPABILITY':14} {'BACKEND':10} AVAILABLE")
     for spec in catalog.all():
-        missing = catalog.available(spec)
+        missing = catalog.missing_weights(spec)
         print(f"{spec.id:28} {spec.capability:14} {spec.backend:10} "
               f"{'yes' if missing is None else 'no: ' + missing}")
     return 0

@@ -12,7 +12,15 @@ from pocketserve.api.auth import ApiKeyAuth, ApiKeys
 from pocketserve.api.errors import install_error_handlers
 from pocketserve.api.limits import BodySizeLimit
 from pocketserve.api.middleware import CancelOnDisconnect, RequestContextMiddleware
-from pocketserve.api.routes import admin, embeddings, models, rerank, speech, text, transcription
+from pocketserve.api.routes import (
+    admin,
+    chat,
+    embeddings,
+    models,
+    rerank,
+    speech,
+    transcription,
+)
 from pocketserve.catalog import Catalog
 from pocketserve.config import Settings
 from pocketserve.serving.metrics import Metrics
@@ -37,7 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.registry = registry
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.include_router(text.router)
+    app.include_router(chat.router)
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(speech.router)

@@ -1,4 +1,5 @@
-"""What the ONNX encoder backends share: a model folder's files, the tokenizer, the session.
+"""What the ONNX backends share: a model folder's files, the tokenizer, and the one way every
+ONNX session (encoders, cross-encoders, Piper voices) is made.
 
 A model arrives either as one `.onnx` file or as a Hugging Face style folder (`model.onnx` or
 `onnx/model.onnx`, `tokenizer.json`, `config.json`, sentence-transformers' config files). Only

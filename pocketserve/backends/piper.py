@@ -79,17 +79,13 @@ class PiperBackend:
     """Synthesizes sentence by sentence; phonemizes the next sentence while one plays out."""
 
     def __init__(self, path: Path, threads: int, options: dict[str, Any]):
-        import onnxruntime
+        from pocketserve.backends.onnx_common import make_session
 
         if path.is_dir():
             path = next(iter(sorted(path.glob("*.onnx"))), path)
         self.config = PiperConfig.load(Path(options.get("config") or config_path_for(path)))
         self.sample_rate = self.config.sample_rate
-        session_options = onnxruntime.SessionOptions()
-        session_options.intra_op_num_threads = threads
-        session_options.inter_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(
-            str(path), sess_options=session_options, providers=["CPUExecutionProvider"])
+        self._session = make_session(path, threads)
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._phonemizer = EspeakPhonemizer(self.config.espeak_voice)
         self._lookahead = ThreadPoolExecutor(max_workers=4, thread_name_prefix="phonemize")

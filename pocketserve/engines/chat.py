@@ -31,7 +31,7 @@ from pocketserve.ops.chat import (
 OnEvent = Callable[[ChatEvent], None]
 
 
-class TextBackend(Protocol):
+class ChatBackend(Protocol):
     """What a library must do to serve text generation.
 
     `chat` and `complete` call `on_event` for each delta as it is decoded, then once with the
@@ -56,9 +56,9 @@ class TextBackend(Protocol):
 
 
 class ChatEngine:
-    """Runs a `TextBackend` behind the worker's operation table."""
+    """Runs a `ChatBackend` behind the worker's operation table."""
 
-    def __init__(self, backend: TextBackend):
+    def __init__(self, backend: ChatBackend):
         self.backend = backend
 
     def info(self) -> dict[str, Any]:

@@ -37,8 +37,8 @@ def test_extra_specs_and_availability(tmp_path: Path) -> None:
     spec = ModelSpec(id="x", capability="chat", backend="llamacpp", source=str(tmp_path / "no"))
     catalog = Catalog([spec])
     assert catalog.find("x") is spec
-    assert "does not exist" in (catalog.available(spec) or "")
-    assert catalog.available(catalog.find("smollm2")) is None
+    assert "does not exist" in (catalog.missing_weights(spec) or "")
+    assert catalog.missing_weights(catalog.find("smollm2")) is None
 
 
 def test_sources() -> None:

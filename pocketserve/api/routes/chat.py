@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from pocketserve.api.capability import model_for
+from pocketserve.api.chat_answers import Shaper, stream_chunks, whole_response
 from pocketserve.api.deps import RegistryDep
 from pocketserve.api.protocol.chat import ChatCompletionRequest
 from pocketserve.api.protocol.completions import CompletionRequest
 from pocketserve.api.protocol.tokenize import DetokenizeRequest, TokenizeRequest
 from pocketserve.api.streaming import primed, sse_response
-from pocketserve.api.textgen import Shaper, stream_chunks, whole_response
 from pocketserve.ops.chat import CHAT, COMPLETE, DETOKENIZE, TOKENIZE, Detokenized, Tokens
 from pocketserve.ops.chat import DetokenizeRequest as EngineDetokenize
 

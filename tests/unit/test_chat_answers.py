@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pocketserve.api.textgen import Shaper, stream_chunks, whole_response
+from pocketserve.api.chat_answers import Shaper, stream_chunks, whole_response
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import ReasoningDelta, TextDelta, TokenLogprob, ToolCallDelta, TopLogprob
 from pocketserve.ops.common import Usage
