@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pocketserve import __version__
 from pocketserve.catalog import Catalog
 from pocketserve.config import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +80,40 @@ def _list_models(settings: Settings) -> int:
     return 0
 
 
+def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    """How `pocketserve serve` runs uvicorn; the end-to-end tests serve through it too.
+
+    uvicorn stops accepting on SIGTERM, lets in-flight requests finish for the grace period,
+    cancels the rest (which cancels their work in the workers), then runs our lifespan
+    shutdown, which stops every worker process. WebSockets run on the `websockets` library's
+    sans-I/O protocol (what uvicorn's "auto" picks, named so that a missing library fails at
+    start), with messages capped at max_body_bytes (close code 1009 past it).
+    """
+    import uvicorn
+
+    _quiet_denial_false_alarm()
+    return uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                          log_level=settings.log_level, access_log=False,
+                          timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
+                          ws="websockets-sansio", ws_max_size=settings.max_body_bytes)
+
+
+class _DenialFalseAlarm(logging.Filter):
+    """Drops the error uvicorn's websockets-sansio protocol logs after every handshake denied
+    with an HTTP response (it forgets that the denial settled the handshake; uvicorn PR #3138).
+    Our request-context middleware never lets a route return without settling a handshake, so
+    the line is always this false alarm."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
+def _quiet_denial_false_alarm() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DenialFalseAlarm) for f in logger.filters):
+        logger.addFilter(_DenialFalseAlarm())
+
+
 def _serve(settings: Settings) -> int:
     import uvicorn
 
@@ -91,14 +131,10 @@ def _serve(settings: Settings) -> int:
         print(f"pocketserve: {refusal}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_json)
-    app = create_app(settings)
-    # uvicorn stops accepting on SIGTERM, lets in-flight requests finish for the grace period,
-    # cancels the rest (which cancels their work in the workers), then runs our lifespan
-    # shutdown, which stops every worker process.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                log_level=settings.log_level, access_log=False,
-                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s))
-    return 0
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal stop
+        server.run()
+    return 0 if server.started else 3  # 3: uvicorn's exit status for a failed start
 
 
 if __name__ == "__main__":

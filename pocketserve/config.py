@@ -98,7 +98,8 @@ class Settings(BaseSettings):
         / "pocketserve",
         description="Where derived files are kept, e.g. GGUF weights re-encoded for batching.")
     max_body_bytes: int = Field(
-        default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
+        default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413), "
+        "and largest WebSocket message (the connection is closed with 1009 past it)."
     )
     audio_max_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024,
@@ -142,7 +143,8 @@ class Settings(BaseSettings):
     # -- security ----------------------------------------------------------------------------
     api_keys: list[str] = Field(
         default_factory=list, description="Keys accepted as `Authorization: Bearer <key>` or "
-        "`X-API-Key`. Empty (and no api_keys_file): no authentication.")
+        "`X-API-Key` (and on a WebSocket handshake as the `openai-insecure-api-key.<key>` "
+        "subprotocol). Empty (and no api_keys_file): no authentication.")
     api_keys_file: Path | None = Field(
         default=None, description="A file with one API key per line (# comments allowed).")
     open_paths: list[str] = Field(
@@ -155,6 +157,14 @@ class Settings(BaseSettings):
         default=None, ge=1, description="Requests per minute per API key (429); None: no limit.")
     rate_limit_tokens_per_min: int | None = Field(
         default=None, ge=1, description="Prompt + generated tokens per minute per API key (429).")
+    # -- WebSockets --------------------------------------------------------------------------
+    max_websocket_connections: int | None = Field(
+        default=64, ge=1, description="WebSocket connections open at once, server-wide, "
+        "counted from handshake to close; past it a handshake is refused (429, or close code "
+        "1013 where the server cannot answer HTTP). None: no limit.")
+    max_websocket_connections_per_key: int | None = Field(
+        default=None, ge=1, description="WebSocket connections one API key may hold open at "
+        "once (429 / 1013 past it); applies only where keys are required. None: no limit.")
 
     def policy(self, spec: ModelSpec) -> ModelPolicy:
         """The policy written for this model's id or one of its aliases, else the default."""

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from pocketserve import __version__
 from pocketserve.api.auth import ApiKeyAuth, ApiKeys
 from pocketserve.api.errors import install_error_handlers
-from pocketserve.api.limits import BodySizeLimit
+from pocketserve.api.limits import BodySizeLimit, ConnectionSlots, WebSocketConnectionLimit
 from pocketserve.api.middleware import CancelOnDisconnect, RequestContextMiddleware
 from pocketserve.api.routes import (
     admin,
@@ -53,13 +53,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(embeddings.router)
     app.include_router(rerank.router)
     # Added innermost first: the request context wraps everything, so even a 401 or a 413
-    # carries the request id and is counted.
+    # carries the request id and is counted. Every layer covers WebSocket handshakes too; the
+    # connection limit sits inside auth, where the key is known.
     app.add_middleware(CancelOnDisconnect)
+    app.add_middleware(WebSocketConnectionLimit, slots=ConnectionSlots(
+        settings.max_websocket_connections, settings.max_websocket_connections_per_key))
     limiter = RateLimiter(settings.rate_limit_requests_per_min,
                           settings.rate_limit_tokens_per_min)
     app.add_middleware(ApiKeyAuth, keys=ApiKeys(settings.all_api_keys()),
                        open_paths=settings.open_paths, limiter=limiter)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics,
-                       timeout_s=settings.request_timeout_s)
+                       timeout_s=settings.request_timeout_s, router=app.router)
     return app

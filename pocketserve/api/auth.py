@@ -3,6 +3,9 @@
 Keys are compared as SHA-256 digests with `hmac.compare_digest`, against every configured key
 without stopping at a match, so timing says nothing about which key or how much of it matched.
 A key is known in logs and metrics only by a short hash of it.
+
+WebSocket handshakes are checked the same way, before they are accepted; browsers, which cannot
+set headers there, may send the key as the `openai-insecure-api-key.<key>` subprotocol.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import ipaddress
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pocketserve.api.middleware import send_error
+from pocketserve.api.websocket import answer_error, key_from_subprotocols
 from pocketserve.errors import RateLimited, Unauthorized
 from pocketserve.serving.context import current_request
 from pocketserve.serving.ratelimit import RateLimiter
@@ -32,6 +35,22 @@ def presented_key(headers: Headers) -> str | None:
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
     return headers.get("x-api-key") or None
+
+
+def handshake_key(scope: Scope) -> str | None:
+    """The key of a request or WebSocket handshake; headers first, then the subprotocol."""
+    key = presented_key(Headers(scope=scope))
+    if key is None and scope["type"] == "websocket":
+        key = key_from_subprotocols(scope.get("subprotocols") or [])
+    return key
+
+
+def _missing_key_message(websocket: bool) -> str:
+    message = ("You didn't provide an API key. Send it as `Authorization: Bearer YOUR_KEY` or "
+               "as the `X-API-Key` header")
+    if websocket:
+        message += ", or as the subprotocol `openai-insecure-api-key.YOUR_KEY`"
+    return message + "."
 
 
 def is_open_path(path: str, open_paths: list[str]) -> bool:
@@ -61,7 +80,11 @@ class ApiKeys:
 
 
 class ApiKeyAuth:
-    """401 without a valid key (except on open paths); 429 past the key's rate limits."""
+    """401 without a valid key (except on open paths); 429 past the key's rate limits.
+
+    For a WebSocket the limits count connections opened, and the tokens its session used are
+    charged when it closes.
+    """
 
     def __init__(self, app: ASGIApp, keys: ApiKeys, open_paths: list[str],
                  limiter: RateLimiter):
@@ -71,17 +94,16 @@ class ApiKeyAuth:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or not self.keys
+        if (scope["type"] not in ("http", "websocket") or not self.keys
                 or is_open_path(scope["path"], self.open_paths)):
             await self.app(scope, receive, send)
             return
-        candidate = presented_key(Headers(scope=scope))
+        candidate = handshake_key(scope)
         ident = self.keys.match(candidate) if candidate else None
         if ident is None:
             message = ("Incorrect API key provided." if candidate else
-                       "You didn't provide an API key. Send it as `Authorization: Bearer "
-                       "YOUR_KEY` or as the `X-API-Key` header.")
-            await send_error(send, Unauthorized(message))
+                       _missing_key_message(scope["type"] == "websocket"))
+            await answer_error(scope, send, Unauthorized(message), "unauthorized")
             return
         ctx = current_request()
         if ctx is not None:
@@ -89,7 +111,7 @@ class ApiKeyAuth:
         try:
             self.limiter.admit(ident)
         except RateLimited as exc:
-            await send_error(send, exc)
+            await answer_error(scope, send, exc, "rate_limited")
             return
         try:
             await self.app(scope, receive, send)

@@ -1,20 +1,73 @@
-"""Every failure leaves as OpenAI's envelope {"error": {message, type, param, code}}."""
+"""Every failure leaves as OpenAI's envelope {"error": {message, type, param, code}}.
+
+On a WebSocket the same envelope goes out as the handshake's HTTP denial (ASGI's
+`websocket.http.response` extension) while the connection is not yet accepted; where the server
+lacks that extension, or once the connection is open, the failure becomes a close code.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Scope, Send
+from starlette.websockets import WebSocketState
 
 from pocketserve.errors import PocketserveError
+
+DENIAL_EXTENSION = "websocket.http.response"
 
 
 def error_body(message: str, kind: str, param: str | None = None,
                code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def close_code_for(status: int) -> int:
+    """The WebSocket close code (RFC 6455 7.4.1) nearest to an HTTP status."""
+    if status == 413:
+        return 1009  # message too big
+    if status in (429, 503):
+        return 1013  # try again later
+    if status >= 500:
+        return 1011  # internal error
+    return 1008  # policy violation: refused keys, bad handshakes and the like
+
+
+def close_reason(message: str) -> str:
+    """A close frame's reason holds at most 123 bytes of UTF-8."""
+    return message.encode()[:123].decode(errors="ignore")
+
+
+def supports_denial(scope: Scope) -> bool:
+    return DENIAL_EXTENSION in scope.get("extensions", {})
+
+
+async def send_error(send: Send, exc: PocketserveError, websocket: bool = False) -> None:
+    """Answer from pure-ASGI middleware with OpenAI's envelope and the error's headers; with
+    `websocket`, as the denial response of a handshake (the server must support it)."""
+    body = json.dumps(error_body(exc.message, exc.kind, exc.param, exc.code)).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
+    prefix = "websocket." if websocket else ""
+    await send({"type": prefix + "http.response.start", "status": exc.status,
+                "headers": headers})
+    await send({"type": prefix + "http.response.body", "body": body})
+
+
+async def close_websocket(websocket: WebSocket, exc: PocketserveError) -> None:
+    """End a WebSocket on a domain error a route let escape: a denial before accept, a close
+    code after it."""
+    if (websocket.application_state == WebSocketState.CONNECTING
+            and supports_denial(websocket.scope)):
+        await websocket.send_denial_response(error_response(exc))
+    elif websocket.application_state != WebSocketState.DISCONNECTED:
+        await websocket.close(close_code_for(exc.status), close_reason(exc.message))
 
 
 def error_response(exc: PocketserveError) -> JSONResponse:
@@ -52,7 +105,10 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PocketserveError)
-    async def _domain(request: Request, exc: PocketserveError) -> JSONResponse:
+    async def _domain(conn: Request | WebSocket, exc: PocketserveError) -> JSONResponse | None:
+        if isinstance(conn, WebSocket):
+            await close_websocket(conn, exc)
+            return None
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)

@@ -18,6 +18,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _BATCH = (1, 2, 4, 8, 16, 32, 64)
 _RATE = (1, 5, 10, 25, 50, 100, 250, 500, 1000)
+_SESSION = (0.1, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
 
 @dataclass
@@ -97,6 +98,16 @@ class Metrics:
                                    ["model"], buckets=_LATENCY, registry=r)
         self.unloads = Counter("pocketserve_model_unloads", "Model unloads by reason.",
                                ["model", "reason"], registry=r)
+        self.ws_open = Gauge("pocketserve_websocket_connections_open",
+                             "WebSocket connections accepted and not yet closed.", ["route"],
+                             registry=r)
+        self.ws_connections = Counter(
+            "pocketserve_websocket_connections", "WebSocket handshakes by outcome: accepted, "
+            "or why refused (unauthorized, rate_limited, connection_limit, ...).",
+            ["route", "outcome"], registry=r)
+        self.ws_duration = Histogram("pocketserve_websocket_connection_duration_seconds",
+                                     "Time from accept to close of each WebSocket connection.",
+                                     ["route"], buckets=_SESSION, registry=r)
 
     def watch_workers(self, snapshot: Callable[[], list[WorkerSnapshot]]) -> None:
         self.registry.register(_WorkerCollector(snapshot))
