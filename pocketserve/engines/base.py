@@ -68,6 +68,7 @@ class Call:
 
 
 Handler = Callable[[Req, Emit, Call], None]
+"""What runs one operation: (its request, emit one event, the call's controls)."""
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,10 @@ class Served(Generic[Req, Ev]):
     """An operation bound to the function that runs it."""
 
     op: Op[Req, Ev]
-    run: Callable[[Req, Emit, Call], None]
+    run: Handler[Req]
 
 
-def serve(op: Op[Req, Ev], run: Callable[[Req, Emit, Call], None]) -> Served[Req, Ev]:
+def serve(op: Op[Req, Ev], run: Handler[Req]) -> Served[Req, Ev]:
     return Served(op, run)
 
 

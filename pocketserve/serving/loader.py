@@ -115,10 +115,6 @@ class Loader:
         log.info("model %s unloaded (%s)", model.id, reason)
 
 
-def _loading(model: ServedModel) -> bool:
-    return model.load_task is not None and not model.load_task.done()
-
-
 def _failed_message(model: ServedModel) -> str:
     cause = model.load_error or model.worker.error or f"state: {model.worker.state.value}"
     return f"The model {model.id!r} is not available: {cause}"
