@@ -79,7 +79,10 @@ def _convert(name: str, kind: Any, value: Any) -> Any:
             raise ValueError(f"option {name} must be true or false, not {value!r}")
         return value
     converter = {"float": float, "int": int, "str": str}[kind]
-    return converter(value)
+    try:
+        return converter(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"option {name} must be a {kind}, not {value!r}") from None
 
 
 def build_engine(spec: ModelSpec, path: Path, threads: int) -> FakeEngine:
