@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -103,8 +104,12 @@ class SourceUnavailable(Exception):
 def resolve_source(source: str) -> Path:
     """Turn a spec's source into an existing local path, or say why it is not here.
 
-    `program:<name>` is a program on PATH (espeak-ng), for backends that run one.
+    `program:<name>` is a program on PATH (espeak-ng), for backends that run one; `none:` is
+    for backends that need no files (the fake engine, a plugin that computes its answers): it
+    resolves to the null device, which always exists and weighs nothing in the memory budget.
     """
+    if source == "none:":
+        return Path(os.devnull)
     if source.startswith("package:"):
         module, _, rel = source.removeprefix("package:").partition("/")
         spec = importlib.util.find_spec(module)
