@@ -28,10 +28,14 @@ class ModelSpec(BaseModel):
     id: str = Field(description="The name clients put in `model`.")
     aliases: list[str] = Field(default_factory=list, description="Other names that reach it.")
     capability: Capability = Field(description="Which API family it serves.")
-    backend: str = Field(description="Backend module under pocketserve.backends, e.g. llamacpp.")
+    backend: str = Field(description="A module under pocketserve.backends (e.g. llamacpp), or "
+                         "the name of an entry point in the `pocketserve.backends` group "
+                         "(a backend of one's own: docs/plugins.md).")
     source: str = Field(
         description="Where the weights are: `package:<module>/<file>` for an installed model "
-        "package, a local file or folder path, or `hf:<repo>` (only where a network exists)."
+        "package, a local file or folder path, `program:<name>` for a program on PATH, "
+        "`none:` for a backend that needs no files, or `hf:<repo>` (only where a network "
+        "exists)."
     )
     description: str = ""
     options: dict[str, Any] = Field(

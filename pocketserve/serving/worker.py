@@ -308,6 +308,9 @@ class WorkerProcess:
                     queue.put_nowait(message)
         if not loaded.done():
             loaded.set_exception(ConnectionError("worker closed its socket"))
+        if self.state == WorkerState.READY and not self._stopping:
+            # The process is gone or going: refuse new requests now, not once it is reaped.
+            self.state = WorkerState.RESTARTING
         self._fail_pending()
 
     def _fail_pending(self, why: _Stop = _CRASHED) -> None:

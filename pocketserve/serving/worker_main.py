@@ -172,22 +172,24 @@ class _Running:
             with self.lock:
                 self.emitted += 1
 
+        outcome: FromWorker = End(request_id)
         try:
             try:
                 request = served.op.decode_request(payload)
             except ValueError as exc:  # msgspec names the field at fault
                 raise InvalidRequest(f"malformed {served.op.name!r} request: {exc}") from exc
             served.run(request, emit, call)
-            self.channel.send(End(request_id))
         except PocketserveError as exc:
-            self._fail(request_id, exc)
+            outcome = Failed(request_id, exc.to_wire())
         except Exception as exc:
             log.error("[%s] request failed:\n%s", rid, traceback.format_exc())
-            self._fail(request_id, EngineFailure(
-                f"the model failed: {type(exc).__name__}: {exc}"))
+            outcome = Failed(request_id, EngineFailure(
+                f"the model failed: {type(exc).__name__}: {exc}").to_wire())
         finally:
+            # Forgotten before the answer goes out: `stats` right after it shows it gone.
             with self.lock:
                 self.calls.pop(request_id, None)
+        self.channel.send(outcome)
 
     def _fail(self, request_id: int, exc: PocketserveError) -> None:
         self.channel.send(Failed(request_id, exc.to_wire()))
