@@ -56,3 +56,33 @@ def test_method_not_allowed_is_enveloped(http: TestClient) -> None:
 
 def test_health_with_no_models(http: TestClient) -> None:
     assert http.get("/health").json() == {"status": "ok", "models": {}, "not_ready": []}
+
+
+JSON_ROUTES = {"/v1/chat/completions": "model", "/v1/completions": "model",
+               "/tokenize": "model", "/detokenize": "model", "/v1/embeddings": "model",
+               "/v1/rerank": "model", "/v2/rerank": "model", "/rerank": "model",
+               "/v1/audio/speech": "model"}
+
+
+@pytest.mark.parametrize("path", sorted(JSON_ROUTES))
+def test_missing_body_says_so_and_names_the_first_field(http: TestClient, path: str) -> None:
+    error = http.post(path).json()["error"]
+    assert error["message"].startswith("The request body is missing: send a JSON object with "
+                                       f"'{JSON_ROUTES[path]}'"), error
+    assert error["param"] == JSON_ROUTES[path] and error["code"] == "missing"
+    assert "None" not in error["message"]
+
+
+def test_rerank_missing_body_lists_every_required_field(http: TestClient) -> None:
+    error = http.post("/v2/rerank").json()["error"]
+    assert error["message"] == ("The request body is missing: send a JSON object with "
+                                "'model', 'query', 'documents'.")
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"text"', b"3"])
+def test_body_that_is_not_an_object(http: TestClient, body: bytes) -> None:
+    reply = http.post("/v2/rerank", content=body, headers={"content-type": "application/json"})
+    error = reply.json()["error"]
+    assert reply.status_code == 400
+    assert error["message"].startswith("The request body must be a JSON object with 'model'")
+    assert "None" not in error["message"]
