@@ -54,7 +54,7 @@ def _whole_body(kind: str, required: list[str]) -> tuple[str, str | None]:
     wanted = ", ".join(f"'{name}'" for name in required)
     shape = f"a JSON object with {wanted}" if wanted else "a JSON object"
     if kind == "missing":
-        return f"The request body is missing: send {shape}.", (required or [None])[0]
+        return f"The request body is missing: send {shape}.", required[0] if required else None
     return (f"The request body must be {shape} (Content-Type: application/json).", None)
 
 
