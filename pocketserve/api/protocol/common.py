@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from pocketserve.engines.chat import SamplingParams
 from pocketserve.errors import InvalidRequest
@@ -16,6 +17,14 @@ class Request(BaseModel):
     """Unknown fields are ignored, as most OpenAI-compatible servers do, so newer SDKs work."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def examples(*bodies: JsonDict) -> ConfigDict:
+    """A request model's config with worked examples for /openapi.json (and /docs). Each is
+    sent to a real server by tests/e2e/test_openapi_examples.py, which also checks the
+    documented answers."""
+    return ConfigDict(extra="ignore", populate_by_name=True,
+                      json_schema_extra={"examples": list(bodies)})
 
 
 class StreamOptions(Request):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from pocketserve.api.protocol.common import SamplingFields
+from pocketserve.api.protocol.common import SamplingFields, examples
 from pocketserve.engines.chat import CompletionRequest as EngineCompletion
 from pocketserve.errors import InvalidRequest
 
@@ -12,6 +12,13 @@ Prompt = str | list[str] | list[int] | list[list[int]]
 
 
 class CompletionRequest(SamplingFields):
+    model_config = examples(
+        {"model": "smollm2-135m-instruct", "prompt": "The capital of France is",
+         "max_tokens": 8, "temperature": 0},
+        {"model": "smollm2-135m-instruct", "prompt": "The capital of France is",
+         "max_tokens": 3, "temperature": 0, "stream": True},
+    )
+
     prompt: Prompt
     max_tokens: int | None = Field(default=16, ge=1)
     echo: bool = False

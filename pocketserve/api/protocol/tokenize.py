@@ -5,11 +5,16 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from pocketserve.api.protocol.chat import Message, plain_message
-from pocketserve.api.protocol.common import Request
+from pocketserve.api.protocol.common import Request, examples
 from pocketserve.engines.chat import TokenizeRequest as EngineTokenize
 
 
 class TokenizeRequest(Request):
+    model_config = examples(
+        {"model": "smollm2-135m-instruct", "prompt": "Hello, world!"},
+        {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hi"}]},
+    )
+
     model: str
     prompt: str | None = None
     messages: list[Message] | None = None
@@ -31,5 +36,7 @@ class TokenizeRequest(Request):
 
 
 class DetokenizeRequest(Request):
+    model_config = examples({"model": "smollm2-135m-instruct", "tokens": [19556, 28, 905, 17]})
+
     model: str
     tokens: list[int] = Field(min_length=1)

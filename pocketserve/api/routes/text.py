@@ -9,6 +9,15 @@ from fastapi import APIRouter
 
 from pocketserve.api.capability import model_for
 from pocketserve.api.deps import RegistryDep
+from pocketserve.api.openapi import MODEL_CALL, answers
+from pocketserve.api.protocol.answers import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    Detokenized,
+    ErrorResponse,
+    Tokenized,
+)
 from pocketserve.api.protocol.chat import ChatCompletionRequest
 from pocketserve.api.protocol.completions import CompletionRequest
 from pocketserve.api.protocol.tokenize import DetokenizeRequest, TokenizeRequest
@@ -19,7 +28,9 @@ router = APIRouter()
 
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", response_model=None, responses=answers(
+    ChatCompletion, *MODEL_CALL, stream=(ChatCompletionChunk, ErrorResponse),
+    description="The whole answer, or with `stream` its chunks as server-sent events."))
 async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
     sources = [registry.stream(spec.id, "chat", asdict(body.to_engine()))]
@@ -30,7 +41,9 @@ async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep) -
     return await whole_response(shaper, sources, body.n)
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", response_model=None, responses=answers(
+    Completion, *MODEL_CALL, stream=(Completion, ErrorResponse),
+    description="The whole answer, or with `stream` its chunks as server-sent events."))
 async def completions(body: CompletionRequest, registry: RegistryDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
     sources = [registry.stream(spec.id, "complete", asdict(r)) for r in body.to_engine()]
@@ -41,7 +54,8 @@ async def completions(body: CompletionRequest, registry: RegistryDep) -> Any:
     return await whole_response(shaper, sources, body.n)
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", response_model=None,
+             responses=answers(Tokenized, *MODEL_CALL))
 async def tokenize(body: TokenizeRequest, registry: RegistryDep) -> dict[str, Any]:
     spec = model_for(registry, body.model, "chat", "generate text")
     reply = await registry.call(spec.id, "tokenize", asdict(body.to_engine()))
@@ -49,7 +63,8 @@ async def tokenize(body: TokenizeRequest, registry: RegistryDep) -> dict[str, An
     return {"count": len(tokens), "max_model_len": reply["max_model_len"], "tokens": tokens}
 
 
-@router.post("/detokenize")
+@router.post("/detokenize", response_model=None,
+             responses=answers(Detokenized, *MODEL_CALL))
 async def detokenize(body: DetokenizeRequest, registry: RegistryDep) -> dict[str, Any]:
     spec = model_for(registry, body.model, "chat", "generate text")
     reply = await registry.call(spec.id, "detokenize", {"tokens": body.tokens})
