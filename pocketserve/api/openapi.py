@@ -72,17 +72,14 @@ def error(status: int) -> dict[str, Any]:
 
 
 def answers(ok: type[BaseModel] | None, *errors: int, description: str = "OK",
-            stream: tuple[type[BaseModel], ...] = (),
+            stream: tuple[type[BaseModel], ...] = (), done: bool = True,
             media: dict[str, dict[str, Any]] | None = None) -> Responses:
     """A route's `responses=`: `ok` as the JSON answer, `stream` as what each SSE event's data
-    may be (listed in DOC_MODELS), `media` for other answers (audio, text), and `errors`."""
+    may be (listed in DOC_MODELS; `done`: a last `data: [DONE]`), `media` for other answers
+    (audio, text), and `errors`."""
     content: dict[str, Any] = dict(media or {})
     if stream:
-        names = " or ".join(m.__name__ for m in stream)
-        content[_SSE] = {"schema": {
-            "type": "string", "x-event-schema": {"anyOf": [{"$ref": ref(m)} for m in stream]},
-            "description": f"Server-sent events: each `data:` line holds one {names} as "
-                           "JSON."}}
+        content[_SSE] = {"schema": sse_event(stream, done)}
     success: dict[str, Any] = {"description": description}
     if ok is not None:
         success["model"] = ok
@@ -93,6 +90,19 @@ def answers(ok: type[BaseModel] | None, *errors: int, description: str = "OK",
 
 def ref(model: type[BaseModel]) -> str:
     return f"#/components/schemas/{model.__name__}"
+
+
+def sse_event(data: tuple[type[BaseModel], ...], done: bool) -> dict[str, Any]:
+    """One server-sent event, as OpenAPI 3.1 describes the items of a stream (3.2 would call
+    it `itemSchema`): `data` is JSON text of one of `data`, or the literal [DONE]."""
+    names = " or ".join(m.__name__ for m in data)
+    json_data: dict[str, Any] = {
+        "type": "string", "contentMediaType": "application/json",
+        "contentSchema": {"anyOf": [{"$ref": ref(m)} for m in data]}}
+    field = {"anyOf": [{"const": "[DONE]"}, json_data]} if done else json_data
+    last = ", then `data: [DONE]`" if done else ""
+    return {"type": "object", "required": ["data"], "properties": {"data": field},
+            "description": f"Server-sent events: each `data:` is one {names} as JSON{last}."}
 
 
 # Schemas only the document refers to: the data of SSE events (see `answers(stream=...)`),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
 from pocketserve.api.protocol.chat import Message, plain_message
@@ -39,4 +41,4 @@ class DetokenizeRequest(Request):
     model_config = examples({"model": "smollm2-135m-instruct", "tokens": [19556, 28, 905, 17]})
 
     model: str
-    tokens: list[int] = Field(min_length=1)
+    tokens: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)

@@ -33,7 +33,7 @@ router = APIRouter()
 _NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _AUDIO = {"schema": {"type": "string", "format": "binary"}}
 _SPEECH_ANSWERS = answers(
-    None, *MODEL_CALL, stream=(SpeechAudioDelta, SpeechAudioDone, SpeechStreamError),
+    None, *MODEL_CALL, stream=(SpeechAudioDelta, SpeechAudioDone, SpeechStreamError), done=False,
     media={media_type: _AUDIO for media_type in dict.fromkeys(MEDIA_TYPES.values())},
     description="The audio in `response_format`, sent as it is made (chunked); with "
     "stream_format=sse, speech.audio.delta events then speech.audio.done.")
