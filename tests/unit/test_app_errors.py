@@ -86,3 +86,41 @@ def test_body_that_is_not_an_object(http: TestClient, body: bytes) -> None:
     assert reply.status_code == 400
     assert error["message"].startswith("The request body must be a JSON object with 'model'")
     assert "None" not in error["message"]
+
+
+@pytest.mark.parametrize(("path", "body", "param"), [
+    ("/v1/embeddings", {"model": "m", "input": [[5, 10**30]]}, "input[0][1]"),
+    ("/v1/completions", {"model": "m", "prompt": "x", "top_k": 10**22}, "top_k"),
+    ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}],
+                              "seed": -(10**20)}, "seed"),
+    ("/v2/rerank", {"model": "m", "query": "q", "documents": ["d"], "top_n": 2**64},
+     "top_n"),
+])
+def test_integers_past_64_bits_are_400_naming_them(http: TestClient, path: str,
+                                                    body: dict[str, object], param: str) -> None:
+    """They cannot cross the worker socket (msgpack); they were a 500 there."""
+    reply = http.post(path, json=body)
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["param"] == param and error["code"] == "integer_too_large"
+
+
+def test_form_integers_past_64_bits_are_400(http: TestClient) -> None:
+    reply = http.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"RIFF")},
+                      data={"model": "m", "chunking_strategy[type]": "server_vad",
+                            "chunking_strategy[prefix_padding_ms]": str(10**30)})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == "chunking_strategy.prefix_padding_ms"
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/completions", {"model": "m", "prompt": [[5], [2**40]]}),
+    ("/v1/completions", {"model": "m", "prompt": [-1]}),
+    ("/detokenize", {"model": "m", "tokens": [2**31]}),
+])
+def test_token_ids_outside_32_bits_are_400(http: TestClient, path: str,
+                                          body: dict[str, object]) -> None:
+    """A larger id wrapped around in llama.cpp and was read as another token."""
+    reply = http.post(path, json=body)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] in ("prompt", "tokens[0]")

@@ -9,13 +9,13 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictInt, StrictStr
 
-from pocketserve.api.protocol.common import Request, examples
+from pocketserve.api.protocol.common import Body, examples
 from pocketserve.errors import InvalidRequest
 
 MAX_INPUTS = 2048  # OpenAI's limit on the items of one request
 
 
-class EmbeddingRequest(Request):
+class EmbeddingRequest(Body):
     model_config = examples(
         {"model": "all-minilm-l6-v2", "input": "The food was delicious."},
         {"model": "all-minilm-l6-v2", "input": ["Hello", "Bonjour"],

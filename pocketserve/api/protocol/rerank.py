@@ -7,11 +7,11 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from pocketserve.api.protocol.common import Request, examples
+from pocketserve.api.protocol.common import Body, examples
 from pocketserve.errors import InvalidRequest
 
 
-class RerankRequest(Request):
+class RerankRequest(Body):
     model_config = examples({
         "model": "minilm-cosine-reranker", "query": "What is the capital of France?",
         "documents": ["Paris is the capital of France.", "Berlin is the capital of Germany.",

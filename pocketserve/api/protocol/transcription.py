@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.datastructures import FormData, UploadFile
 
+from pocketserve.api.protocol.wire import check_integers
 from pocketserve.audio.languages import language_code, language_name
 from pocketserve.audio.subtitles import to_srt, to_vtt
 from pocketserve.engines.transcription import (
@@ -82,6 +83,11 @@ class TranscriptionForm(BaseModel):
             raise ValueError(f"{value!r} is not a language code Whisper knows (ISO-639-1, "
                              "e.g. 'en', 'fr', 'de')")
         return code
+
+    @model_validator(mode="after")
+    def _integers_fit(self) -> TranscriptionForm:
+        check_integers(self.model_dump())
+        return self
 
     @field_validator("chunking_strategy", mode="before")
     @classmethod
