@@ -12,6 +12,7 @@ from pocketserve.api.auth import ApiKeyAuth, ApiKeys
 from pocketserve.api.errors import install_error_handlers
 from pocketserve.api.limits import BodySizeLimit, ConnectionSlots, WebSocketConnectionLimit
 from pocketserve.api.middleware import CancelOnDisconnect, RequestContextMiddleware
+from pocketserve.api.openapi import DESCRIPTION, install_openapi
 from pocketserve.api.routes import (
     admin,
     chat,
@@ -40,11 +41,13 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await registry.stop()
 
-    app = FastAPI(title="pocketserve", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="pocketserve", version=__version__, lifespan=lifespan,
+                  description=DESCRIPTION)
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
     install_error_handlers(app)
+    install_openapi(app, settings)
     app.include_router(chat.router)
     app.include_router(models.router)
     app.include_router(admin.router)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from pocketserve.api.protocol.common import Request, ResponseFormat, SamplingFields
+from pocketserve.api.protocol.common import Request, ResponseFormat, SamplingFields, examples
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import ChatMessage, ChatRequest
 
@@ -23,6 +23,17 @@ class Message(Request):
 
 
 class ChatCompletionRequest(SamplingFields):
+    model_config = examples(
+        {"model": "smollm2-135m-instruct", "messages": [
+            {"role": "system", "content": "You are a concise assistant."},
+            {"role": "user", "content": "What is the capital of France?"}],
+         "max_completion_tokens": 16, "temperature": 0},
+        {"model": "smollm2-135m-instruct",
+         "messages": [{"role": "user", "content": "Say hello."}],
+         "max_completion_tokens": 4, "temperature": 0, "stream": True,
+         "stream_options": {"include_usage": True}},
+    )
+
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False

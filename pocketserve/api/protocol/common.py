@@ -6,8 +6,10 @@ from typing import Annotated, Any, Literal
 
 from jsonschema import SchemaError
 from jsonschema.validators import validator_for
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
+from pocketserve.api.protocol.wire import check_integers
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import SamplingParams
 
@@ -16,6 +18,24 @@ class Request(BaseModel):
     """Unknown fields are ignored, as most OpenAI-compatible servers do, so newer SDKs work."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Body(Request):
+    """A route's whole request body: checked once for integers the worker socket cannot carry
+    (nested models are checked with it, so the error names the full path)."""
+
+    @model_validator(mode="after")
+    def _integers_fit(self) -> Body:
+        check_integers(self.model_dump(by_alias=True))
+        return self
+
+
+def examples(*bodies: JsonDict) -> ConfigDict:
+    """A request model's config with worked examples for /openapi.json (and /docs). Each is
+    sent to a real server by tests/e2e/test_openapi_examples.py, which also checks the
+    documented answers."""
+    return ConfigDict(extra="ignore", populate_by_name=True,
+                      json_schema_extra={"examples": list(bodies)})
 
 
 class StreamOptions(Request):
@@ -47,7 +67,7 @@ Temperature = Annotated[float | None, Field(default=None, ge=0, le=2)]
 Penalty = Annotated[float | None, Field(default=None, ge=-2, le=2)]
 
 
-class SamplingFields(Request):
+class SamplingFields(Body):
     """The sampling parameters chat and completions share, and their conversion."""
 
     model: str

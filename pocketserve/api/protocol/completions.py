@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from pocketserve.api.protocol.common import SamplingFields
+from pocketserve.api.protocol.common import SamplingFields, examples
+from pocketserve.api.protocol.wire import MAX_TOKEN_ID
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import CompletionRequest as EngineCompletion
 
@@ -12,6 +13,13 @@ Prompt = str | list[str] | list[int] | list[list[int]]
 
 
 class CompletionRequest(SamplingFields):
+    model_config = examples(
+        {"model": "smollm2-135m-instruct", "prompt": "The capital of France is",
+         "max_tokens": 8, "temperature": 0},
+        {"model": "smollm2-135m-instruct", "prompt": "The capital of France is",
+         "max_tokens": 3, "temperature": 0, "stream": True},
+    )
+
     prompt: Prompt
     max_tokens: int | None = Field(default=16, ge=1)
     echo: bool = False
@@ -23,6 +31,9 @@ class CompletionRequest(SamplingFields):
     def _not_empty(cls, prompt: Prompt) -> Prompt:
         if isinstance(prompt, list) and (not prompt or any(p == [] for p in prompt)):
             raise ValueError("prompt must not be an empty list")
+        bad = next((i for i in _token_ids(prompt) if not 0 <= i <= MAX_TOKEN_ID), None)
+        if bad is not None:
+            raise ValueError(f"token id {bad} is outside 0..{MAX_TOKEN_ID}")
         return prompt
 
     def prompts(self) -> list[str | list[int]]:
@@ -45,3 +56,10 @@ class CompletionRequest(SamplingFields):
                                  top_logprobs=self.logprobs or 0)
         return [EngineCompletion(prompt=p, sampling=sampling, echo=self.echo)
                 for p in self.prompts()]
+
+
+def _token_ids(prompt: Prompt) -> list[int]:
+    if not isinstance(prompt, list):
+        return []
+    flat = [x for p in prompt for x in (p if isinstance(p, list) else [p])]
+    return [x for x in flat if isinstance(x, int)]

@@ -9,14 +9,20 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictInt, StrictStr
 
-from pocketserve.api.protocol.common import Request
+from pocketserve.api.protocol.common import Body, examples
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.embeddings import EmbedRequest
 
 MAX_INPUTS = 2048  # OpenAI's limit on the items of one request
 
 
-class EmbeddingRequest(Request):
+class EmbeddingRequest(Body):
+    model_config = examples(
+        {"model": "all-minilm-l6-v2", "input": "The food was delicious."},
+        {"model": "all-minilm-l6-v2", "input": ["Hello", "Bonjour"],
+         "encoding_format": "base64"},
+    )
+
     model: str
     input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
     encoding_format: Literal["float", "base64"] = "float"

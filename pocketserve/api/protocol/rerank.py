@@ -7,13 +7,18 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from pocketserve.api.protocol.common import Request
+from pocketserve.api.protocol.common import Body, examples
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.rerank import Ranking
 from pocketserve.ops.rerank import RerankRequest as EngineRerank
 
 
-class RerankRequest(Request):
+class RerankRequest(Body):
+    model_config = examples({
+        "model": "minilm-cosine-reranker", "query": "What is the capital of France?",
+        "documents": ["Paris is the capital of France.", "Berlin is the capital of Germany.",
+                      "The Eiffel Tower is in Paris."], "top_n": 2})
+
     model: str
     query: str
     documents: list[str]

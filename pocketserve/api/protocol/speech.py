@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from pocketserve.api.protocol.common import Request
+from pocketserve.api.protocol.common import Body, Request, examples
 from pocketserve.audio.encode import AudioFormat
 from pocketserve.engines.speech import MAX_INPUT_CHARS
 from pocketserve.errors import InvalidRequest
@@ -19,7 +19,13 @@ class CustomVoice(Request):
     id: str
 
 
-class CreateSpeechRequest(Request):
+class CreateSpeechRequest(Body):
+    model_config = examples(
+        {"model": "tts-1", "input": "Hello from pocketserve.", "voice": "alloy"},
+        {"model": "tts-1", "input": "Hi.", "voice": "alloy", "response_format": "pcm",
+         "stream_format": "sse"},
+    )
+
     model: str
     input: str
     voice: str | CustomVoice

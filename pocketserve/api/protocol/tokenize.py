@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
 from pocketserve.api.protocol.chat import Message, plain_message
-from pocketserve.api.protocol.common import Request
+from pocketserve.api.protocol.common import Body, examples
+from pocketserve.api.protocol.wire import MAX_TOKEN_ID
 from pocketserve.ops.chat import TokenizeRequest as EngineTokenize
 
 
-class TokenizeRequest(Request):
+class TokenizeRequest(Body):
+    model_config = examples(
+        {"model": "smollm2-135m-instruct", "prompt": "Hello, world!"},
+        {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hi"}]},
+    )
+
     model: str
     prompt: str | None = None
     messages: list[Message] | None = None
@@ -30,6 +38,8 @@ class TokenizeRequest(Request):
                               add_generation_prompt=self.add_generation_prompt)
 
 
-class DetokenizeRequest(Request):
+class DetokenizeRequest(Body):
+    model_config = examples({"model": "smollm2-135m-instruct", "tokens": [19556, 28, 905, 17]})
+
     model: str
-    tokens: list[int] = Field(min_length=1)
+    tokens: list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]] = Field(min_length=1)

@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.datastructures import FormData, UploadFile
 
+from pocketserve.api.protocol.wire import check_integers
 from pocketserve.audio.languages import language_code, language_name
 from pocketserve.audio.subtitles import to_srt, to_vtt
 from pocketserve.engines.transcription import Transcript
@@ -45,18 +46,27 @@ class ChunkingStrategy(BaseModel):
 
 
 class TranscriptionForm(BaseModel):
-    """The form fields; unknown ones (e.g. `include`, `user`) are ignored."""
+    """The form fields; unknown ones (e.g. `user`) are ignored, `include` is refused."""
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1)
-    language: str | None = None
-    prompt: str | None = None
+    model: str = Field(min_length=1, description="A transcription model or alias "
+                       "(whisper-1 is Whisper base).")
+    language: str | None = Field(default=None, description="The spoken language, ISO-639-1 "
+                                 "(e.g. 'en'); detected when absent.")
+    prompt: str | None = Field(default=None, description="Text that came before, or words "
+                               "and spellings to expect.")
     response_format: ResponseFormat = "json"
     temperature: float = Field(default=0.0, ge=0, le=1)
-    timestamp_granularities: list[Granularity] = Field(default_factory=_segments_only)
-    stream: bool = False
-    chunking_strategy: ChunkingStrategy | None = None
+    timestamp_granularities: list[Granularity] = Field(
+        default_factory=_segments_only, description="With verbose_json: `segment` and/or "
+        "`word` timestamps. Sent as repeated `timestamp_granularities[]` (OpenAI's SDK) or "
+        "`timestamp_granularities` fields.")
+    stream: bool = Field(default=False, description="Server-sent events: one "
+                         "transcript.text.delta per decoded segment, then transcript.text.done.")
+    chunking_strategy: ChunkingStrategy | None = Field(
+        default=None, description="\"auto\" or \"server_vad\", or a server_vad object (as "
+        "JSON text or as `chunking_strategy[key]` fields): Whisper's VAD filter.")
 
     @field_validator("language")
     @classmethod
@@ -68,6 +78,11 @@ class TranscriptionForm(BaseModel):
             raise ValueError(f"{value!r} is not a language code Whisper knows (ISO-639-1, "
                              "e.g. 'en', 'fr', 'de')")
         return code
+
+    @model_validator(mode="after")
+    def _integers_fit(self) -> TranscriptionForm:
+        check_integers(self.model_dump())
+        return self
 
     @field_validator("chunking_strategy", mode="before")
     @classmethod
@@ -132,6 +147,9 @@ def _fields(form: FormData, translation: bool) -> dict[str, Any]:
             vad[key[len("chunking_strategy["):-1]] = value
         elif key in ("timestamp_granularities", "timestamp_granularities[]"):
             fields.setdefault("timestamp_granularities", []).append(value)
+        elif key in ("include", "include[]"):
+            raise InvalidRequest(f"include {value!r} is not supported: this server returns no "
+                                 "token logprobs for transcripts.", param="include")
         else:
             fields[key] = value
     if vad:
@@ -147,6 +165,55 @@ def _fields(form: FormData, translation: bool) -> dict[str, Any]:
         for name in ("language", "timestamp_granularities", "stream", "chunking_strategy"):
             fields.pop(name, None)
     return fields
+
+
+_TRANSLATION_FIELDS = ("file", "model", "prompt", "response_format", "temperature")
+
+
+def form_schema(task: Task, components: dict[str, Any]) -> dict[str, Any]:
+    """The multipart form as /openapi.json shows it: the fields `_fields` reads for `task`,
+    and the file. Nested schemas (ChunkingStrategy) are added to `components`."""
+    schema = TranscriptionForm.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, nested in schema.pop("$defs", {}).items():
+        components.setdefault(name, nested)
+    fields = {name: _not_null(prop) for name, prop in schema["properties"].items()}
+    fields["chunking_strategy"] = {
+        "description": fields["chunking_strategy"]["description"],
+        "anyOf": [{"type": "string", "enum": ["auto", "server_vad"]},
+                  {"$ref": "#/components/schemas/ChunkingStrategy"}]}
+    fields["file"] = {"type": "string", "format": "binary", "description": "The audio: any "
+                      "format ffmpeg decodes (wav, mp3, m4a, flac, ogg, webm, ...)."}
+    if task == "translate":
+        fields = {name: fields[name] for name in _TRANSLATION_FIELDS}
+    order = ["file", *(name for name in fields if name != "file")]
+    what = "English text" if task == "translate" else "a transcript"
+    return {"title": schema["title"], "type": "object", "required": ["file", "model"],
+            "description": f"Audio in, {what} out. `include` (token logprobs) is not "
+                           "supported and is refused.",
+            "properties": {name: fields[name] for name in order},
+            "examples": FORM_EXAMPLES[task]}
+
+
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A form field is absent or text, never null: drop the `null` branch pydantic adds."""
+    branches = [b for b in prop.get("anyOf", []) if b != {"type": "null"}]
+    if len(branches) != 1:
+        return prop
+    rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+    return {**branches[0], **rest}
+
+
+# Request examples; the file is named, and tests/e2e/test_openapi_examples.py speaks it.
+FORM_EXAMPLES: dict[str, list[dict[str, Any]]] = {
+    "transcribe": [
+        {"file": "fox.wav", "model": "whisper-1"},
+        {"file": "fox.wav", "model": "whisper-1", "response_format": "verbose_json",
+         "timestamp_granularities": ["word", "segment"]},
+        {"file": "fox.wav", "model": "whisper-1", "response_format": "srt"},
+        {"file": "fox.wav", "model": "whisper-1", "stream": True},
+    ],
+    "translate": [{"file": "buenos_dias.wav", "model": "whisper-1"}],
+}
 
 
 # -- answers ---------------------------------------------------------------------------------

@@ -9,21 +9,30 @@ from fastapi import APIRouter
 from pocketserve.api.capability import model_for
 from pocketserve.api.chat_answers import Shaper, stream_chunks, whole_response
 from pocketserve.api.deps import RegistryDep
+from pocketserve.api.openapi import MODEL_CALL, answers
+from pocketserve.api.protocol.answers import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    Detokenized,
+    ErrorResponse,
+    Tokenized,
+)
 from pocketserve.api.protocol.chat import ChatCompletionRequest
 from pocketserve.api.protocol.completions import CompletionRequest
 from pocketserve.api.protocol.tokenize import DetokenizeRequest, TokenizeRequest
 from pocketserve.api.streaming import primed, sse_response
-from pocketserve.ops.chat import CHAT, COMPLETE, DETOKENIZE, TOKENIZE, Detokenized, Tokens
-from pocketserve.ops.chat import DetokenizeRequest as EngineDetokenize
+from pocketserve.ops import chat as ops
 
 router = APIRouter()
 
 
-
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", response_model=None, responses=answers(
+    ChatCompletion, *MODEL_CALL, stream=(ChatCompletionChunk, ErrorResponse),
+    description="The whole answer, or with `stream` its chunks as server-sent events."))
 async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
-    sources = [registry.stream(spec.id, CHAT, body.to_engine())]
+    sources = [registry.stream(spec.id, ops.CHAT, body.to_engine())]
     shaper = Shaper("chat", spec.id, logprobs=body.logprobs)
     if body.stream:
         chunks = stream_chunks(shaper, sources, body.n, body.include_usage)
@@ -31,10 +40,12 @@ async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep) -
     return await whole_response(shaper, sources, body.n)
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", response_model=None, responses=answers(
+    Completion, *MODEL_CALL, stream=(Completion, ErrorResponse),
+    description="The whole answer, or with `stream` its chunks as server-sent events."))
 async def completions(body: CompletionRequest, registry: RegistryDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
-    sources = [registry.stream(spec.id, COMPLETE, r) for r in body.to_engine()]
+    sources = [registry.stream(spec.id, ops.COMPLETE, r) for r in body.to_engine()]
     shaper = Shaper("completion", spec.id, logprobs=body.logprobs is not None)
     if body.stream:
         chunks = stream_chunks(shaper, sources, body.n, body.include_usage)
@@ -42,16 +53,19 @@ async def completions(body: CompletionRequest, registry: RegistryDep) -> Any:
     return await whole_response(shaper, sources, body.n)
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", response_model=None,
+             responses=answers(Tokenized, *MODEL_CALL))
 async def tokenize(body: TokenizeRequest, registry: RegistryDep) -> dict[str, Any]:
     spec = model_for(registry, body.model, "chat", "generate text")
-    reply = await registry.call(spec.id, TOKENIZE, body.to_engine(), Tokens)
+    reply = await registry.call(spec.id, ops.TOKENIZE, body.to_engine(), ops.Tokens)
     return {"count": len(reply.tokens), "max_model_len": reply.max_model_len,
             "tokens": reply.tokens}
 
 
-@router.post("/detokenize")
+@router.post("/detokenize", response_model=None,
+             responses=answers(Detokenized, *MODEL_CALL))
 async def detokenize(body: DetokenizeRequest, registry: RegistryDep) -> dict[str, Any]:
     spec = model_for(registry, body.model, "chat", "generate text")
-    reply = await registry.call(spec.id, DETOKENIZE, EngineDetokenize(body.tokens), Detokenized)
+    reply = await registry.call(spec.id, ops.DETOKENIZE, ops.DetokenizeRequest(body.tokens),
+                                ops.Detokenized)
     return {"prompt": reply.prompt}

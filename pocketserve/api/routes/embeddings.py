@@ -10,6 +10,8 @@ from fastapi.responses import Response
 
 from pocketserve.api.capability import model_for
 from pocketserve.api.deps import RegistryDep, SettingsDep
+from pocketserve.api.openapi import MODEL_CALL, answers
+from pocketserve.api.protocol.answers import EmbeddingList
 from pocketserve.api.protocol.embeddings import EmbeddingRequest, embedding_list
 from pocketserve.ops.embeddings import EMBED, Embeddings
 
@@ -21,7 +23,7 @@ def json_response(body: dict[str, Any]) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
-@router.post("/v1/embeddings")
+@router.post("/v1/embeddings", responses=answers(EmbeddingList, *MODEL_CALL))
 async def embeddings(body: EmbeddingRequest, registry: RegistryDep,
                      settings: SettingsDep) -> Response:
     spec = model_for(registry, body.model, "embeddings", "make embeddings")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from pocketserve.api.deps import RegistryDep
+from pocketserve.api.openapi import answers
+from pocketserve.api.protocol.answers import Health, ModelList, ModelObject
 from pocketserve.serving.registry import ModelStatus
 
 router = APIRouter()
@@ -29,21 +31,29 @@ def _model_object(status: ModelStatus, created: int) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models")
+MODEL_ID = Annotated[str, Path(description="A model id or alias.", openapi_examples={
+    "chat": {"summary": "The default chat model", "value": "smollm2-135m-instruct"}})]
+
+
+@router.get("/v1/models", response_model=None, responses=answers(ModelList))
 async def list_models(registry: RegistryDep) -> dict[str, Any]:
     created = registry.started_at
     return {"object": "list",
             "data": [_model_object(s, created) for s in registry.statuses()]}
 
 
-@router.get("/v1/models/{model_id:path}")
-async def get_model(model_id: str, registry: RegistryDep) -> dict[str, Any]:
+@router.get("/v1/models/{model_id:path}", response_model=None,
+            responses=answers(ModelObject, 404))
+async def get_model(model_id: MODEL_ID, registry: RegistryDep) -> dict[str, Any]:
     spec = registry.spec(model_id)
     status = next(s for s in registry.statuses() if s.id == spec.id)
     return _model_object(status, registry.started_at)
 
 
-@router.get("/health")
+@router.get("/health", response_model=None, responses={
+    **answers(Health, description="Every model is ready or can load on demand."),
+    503: {"model": Health, "description": "A model is loading or failed, or the server is "
+          "shutting down."}})
 async def health(registry: RegistryDep) -> JSONResponse:
     """200 while every model answers or can load on demand; 503 while one is loading or
     failed, and while the server shuts down."""

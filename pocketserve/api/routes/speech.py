@@ -7,15 +7,22 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from pocketserve.api.capability import model_for
 from pocketserve.api.deps import RegistryDep
 from pocketserve.api.errors import error_body
+from pocketserve.api.openapi import MODEL_CALL, answers
+from pocketserve.api.protocol.answers import (
+    SpeechAudioDelta,
+    SpeechAudioDone,
+    SpeechStreamError,
+    VoiceList,
+)
 from pocketserve.api.protocol.speech import CreateSpeechRequest
 from pocketserve.api.streaming import primed
 from pocketserve.audio.encode import MEDIA_TYPES
@@ -25,10 +32,19 @@ from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechEvent
 log = logging.getLogger("pocketserve.api")
 router = APIRouter()
 _NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_AUDIO = {"schema": {"type": "string", "format": "binary"}}
+_SPEECH_ANSWERS = answers(
+    None, *MODEL_CALL, stream=(SpeechAudioDelta, SpeechAudioDone, SpeechStreamError), done=False,
+    media={media_type: _AUDIO for media_type in dict.fromkeys(MEDIA_TYPES.values())},
+    description="The audio in `response_format`, sent as it is made (chunked); with "
+    "stream_format=sse, speech.audio.delta events then speech.audio.done.")
+VoiceQuery = Annotated[str | None, Query(description="Only this speech model's voices.",
+                                         openapi_examples={"tts-1": {
+                                             "summary": "The voices of tts-1",
+                                             "value": "tts-1"}})]
 
 
-
-@router.post("/v1/audio/speech")
+@router.post("/v1/audio/speech", response_class=StreamingResponse, responses=_SPEECH_ANSWERS)
 async def create_speech(body: CreateSpeechRequest, registry: RegistryDep) -> StreamingResponse:
     spec = model_for(registry, body.model, "speech", "generate speech")
     request = body.to_engine()
@@ -76,8 +92,8 @@ def _frame(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
-@router.get("/v1/audio/voices")
-async def list_voices(registry: RegistryDep, model: str | None = None) -> dict[str, Any]:
+@router.get("/v1/audio/voices", response_model=None, responses=answers(VoiceList, 404))
+async def list_voices(registry: RegistryDep, model: VoiceQuery = None) -> dict[str, Any]:
     """Every voice of every ready speech model (or of `model`), OpenAI names first."""
     wanted = model_for(registry, model, "speech", "generate speech").id if model else None
     data = []

@@ -10,6 +10,14 @@ from fastapi import APIRouter, Request, Response
 
 from pocketserve.api.capability import model_for
 from pocketserve.api.deps import RegistryDep, SettingsDep
+from pocketserve.api.openapi import MODEL_CALL, answers, ref
+from pocketserve.api.protocol.answers import (
+    ErrorResponse,
+    Transcription,
+    TranscriptTextDelta,
+    TranscriptTextDone,
+    VerboseTranscription,
+)
 from pocketserve.api.protocol.transcription import (
     delta_event,
     done_event,
@@ -25,15 +33,31 @@ from pocketserve.serving.registry import ModelRegistry
 router = APIRouter()
 
 _FORM_LIMITS = {"max_files": 1, "max_fields": 64}
+_TEXT = {"schema": {"type": "string"}}
 
 
-@router.post("/v1/audio/transcriptions")
+def _docs(form: str, stream: bool) -> dict[str, Any]:
+    """The decorator's documentation: the form (parsed by hand, so FastAPI cannot see it) and
+    every answer format."""
+    events = (TranscriptTextDelta, TranscriptTextDone, ErrorResponse) if stream else ()
+    transcripts = {"schema": {"anyOf": [{"$ref": ref(Transcription)},
+                                        {"$ref": ref(VerboseTranscription)}]}}
+    responses = answers(None, *MODEL_CALL, stream=events, description="json and verbose_json "
+                        "as JSON; text and srt as text/plain; vtt as text/vtt.",
+                        media={"application/json": transcripts, "text/plain": _TEXT,
+                               "text/vtt": _TEXT})
+    return {"response_model": None, "responses": responses, "openapi_extra": {"requestBody": {
+        "required": True, "content": {"multipart/form-data": {
+            "schema": {"$ref": f"#/components/schemas/{form}"}}}}}}
+
+
+@router.post("/v1/audio/transcriptions", **_docs("CreateTranscriptionRequest", stream=True))
 async def transcriptions(request: Request, registry: RegistryDep,
                          settings: SettingsDep) -> Response:
     return await _handle(request, registry, settings, "transcribe")
 
 
-@router.post("/v1/audio/translations")
+@router.post("/v1/audio/translations", **_docs("CreateTranslationRequest", stream=False))
 async def translations(request: Request, registry: RegistryDep,
                        settings: SettingsDep) -> Response:
     return await _handle(request, registry, settings, "translate")
