@@ -97,6 +97,7 @@ class FakeTextBackend:
     """A `TextBackend` whose reply is the last user message, one word per token."""
 
     weights_file = "none"
+    vocab_size = 1 << 31  # ids are 31-bit hashes of the pieces
 
     def __init__(self, options: FakeOptions):
         self.options = options

@@ -118,6 +118,7 @@ class LlamaCppBackend:
         self._defaults = default_sampling
         self._server = xllamacpp.Server(params)
         self._base_url = str(self._server.listening_address).rstrip("/")
+        self.vocab_size = int(self._request("/v1/models")["data"][0]["meta"]["n_vocab"])
 
     # -- generation -------------------------------------------------------------------------
 
@@ -195,20 +196,21 @@ class LlamaCppBackend:
         add_special = req.add_special_tokens
         if req.messages is not None:
             messages = [_message(m) for m in req.messages]
-            text = self._post("/apply-template", {
+            text = self._request("/apply-template", {
                 "messages": messages, "add_generation_prompt": req.add_generation_prompt,
             })["prompt"]
             add_special = False  # the template already carries the special tokens
-        reply = self._post("/tokenize", {"content": text, "add_special": add_special,
+        reply = self._request("/tokenize", {"content": text, "add_special": add_special,
                                          "parse_special": True})
         return [int(t) for t in reply["tokens"]]
 
     def detokenize(self, tokens: list[int]) -> str:
-        return str(self._post("/detokenize", {"tokens": tokens})["content"])
+        return str(self._request("/detokenize", {"tokens": tokens})["content"])
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """llama.cpp's own HTTP server (keyed, loopback): POST `body`, or GET without one."""
         request = urllib.request.Request(
-            self._base_url + path, data=json.dumps(body).encode(),
+            self._base_url + path, data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"},
         )
         try:

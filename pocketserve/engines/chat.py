@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from pocketserve.engines.base import Call, Emit, Served, Warmup, serve
+from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import (
     CHAT,
     COMPLETE,
@@ -41,6 +42,7 @@ class ChatBackend(Protocol):
     context_length: int
     max_sequences: int
     weights_file: str  # the file it loaded, which may be a re-encoded copy of the source
+    vocab_size: int  # token ids run from 0 to vocab_size - 1
 
     def chat(self, req: ChatRequest, on_event: OnEvent, cancelled: threading.Event) -> None: ...
 
@@ -81,6 +83,8 @@ class ChatEngine:
         self.backend.chat(req, emit, call.cancelled)
 
     def _complete(self, req: CompletionRequest, emit: Emit, call: Call) -> None:
+        if not isinstance(req.prompt, str):
+            self._check_ids(req.prompt, "prompt")
         on_event: OnEvent = emit
         if req.echo:
             prompt = req.prompt if isinstance(req.prompt, str) else self.backend.detokenize(
@@ -92,7 +96,15 @@ class ChatEngine:
         emit(Tokens(self.backend.tokenize(req), self.backend.context_length))
 
     def _detokenize(self, req: DetokenizeRequest, emit: Emit, call: Call) -> None:
+        self._check_ids(req.tokens, "tokens")
         emit(Detokenized(self.backend.detokenize(list(req.tokens))))
+
+    def _check_ids(self, ids: list[int], param: str) -> None:
+        vocab = self.backend.vocab_size
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise InvalidRequest(f"Token id {bad} in '{param}' is outside this model's "
+                                 f"vocabulary (0 to {vocab - 1}).", param=param)
 
 
 def _echoing(on_event: OnEvent, prompt: str) -> OnEvent:
