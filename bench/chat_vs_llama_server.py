@@ -26,28 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from openai import AsyncOpenAI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.chat_speed import MODEL, Stream
 from pocketserve.catalog import Catalog, resolve_source
 from tests.conftest import free_port, start_server, stop_server
-
-MODEL = "smollm2-135m-instruct"
-
-
-@dataclass
-class Stream:
-    ttft_s: float
-    tokens: int
-    decode_s: float
-
-    @property
-    def decode_tps(self) -> float:
-        return (self.tokens - 1) / self.decode_s if self.decode_s > 0 else 0.0
 
 
 async def one_stream(client: AsyncOpenAI, model: str, i: int, tokens: int) -> Stream:

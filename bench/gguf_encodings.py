@@ -19,14 +19,12 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.chat_speed import RawLibrary
 from pocketserve.backends.gguf_requant import requantize
-from pocketserve.backends.llamacpp import llama_params
 from pocketserve.catalog import Catalog, resolve_source
 
 PROMPTS = [
@@ -44,10 +42,11 @@ PROMPTS = [
 
 
 class Raw:
-    def __init__(self, path: Path, threads: int, options: dict[str, Any]):
-        import xllamacpp
+    """The library with the server's settings: chat_speed's, plus greedy answers."""
 
-        self.server = xllamacpp.Server(llama_params(path, threads, options))
+    def __init__(self, path: Path, threads: int, options: dict[str, Any]):
+        self.raw = RawLibrary(path, threads, options)  # warms itself up
+        self.server = self.raw.server
 
     def greedy(self, prompt: str, tokens: int) -> list[str]:
         """The answer's tokens (one streamed piece each)."""
@@ -64,29 +63,11 @@ class Raw:
         self.server.handle_chat_completions(body, on_chunk)
         return pieces
 
-    def stream(self, i: int, tokens: int) -> tuple[int, float]:
-        stamps: list[float] = []
-
-        def on_chunk(chunk: dict[str, Any]) -> bool:
-            for choice in chunk.get("choices", ()):
-                if (choice.get("delta") or {}).get("content"):
-                    stamps.append(time.perf_counter())
-            return False
-
-        body = {"messages": [{"role": "user", "content": f"Story {i}: tell me a long tale "
-                              "about a dragon who learns to bake bread."}],
-                "max_tokens": tokens, "temperature": 0.8, "seed": i, "stream": True}
-        self.server.handle_chat_completions(body, on_chunk)
-        return len(stamps), stamps[-1] - stamps[0]
-
     def speeds(self, tokens: int, seed: int) -> tuple[float, float]:
-        n, seconds = self.stream(seed, tokens)
-        single = (n - 1) / seconds
-        with ThreadPoolExecutor(8) as pool:
-            start = time.perf_counter()
-            done = list(pool.map(lambda k: self.stream(seed + k, tokens), range(8)))
-            wall = time.perf_counter() - start
-        return single, sum(n for n, _ in done) / wall
+        """(single-stream decode tok/s, aggregate tok/s at 8 concurrent streams)."""
+        single = self.raw.stream(seed, tokens).decode_tps
+        streams, wall = self.raw.concurrent(8, 1, tokens, seed)
+        return single, sum(s.tokens for s in streams) / wall
 
 
 def agreement(base: list[list[str]], other: list[list[str]]) -> tuple[float, int]:
@@ -126,7 +107,6 @@ def main() -> None:
     for r in range(args.rounds):
         for name, path in files.items():
             raw = Raw(path, args.threads, options)
-            raw.stream(-1, 8)  # warm-up
             speeds[name].append(raw.speeds(args.tokens, 100 * r))
             del raw
             gc.collect()
