@@ -22,6 +22,7 @@ from pocketserve.catalog import resolve_source
 from pocketserve.config import ModelSpec
 from pocketserve.engines.base import Engine
 from pocketserve.errors import EngineFailure, PocketserveError
+from pocketserve.serving.cpu import continue_on_parent_death
 from pocketserve.serving.ipc import CANCEL, STATS, BlockingChannel
 
 log = logging.getLogger("pocketserve.worker")
@@ -37,6 +38,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s "
                         f"[worker {os.getpid()}] %(name)s: %(message)s")
+    continue_on_parent_death()  # the server may pause this process: never leave it paused
     spec = ModelSpec.model_validate_json(args.spec)
     channel = BlockingChannel(socket.socket(fileno=args.fd))
     try:
