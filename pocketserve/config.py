@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 Capability = Literal["chat", "embeddings", "rerank", "transcription", "speech"]
+Priority = Literal["interactive", "normal", "bulk"]
 
 
 class ModelSpec(BaseModel):
@@ -64,6 +65,11 @@ class ModelPolicy(BaseModel):
         default=None, ge=1, description="Requests run at once; overrides max_in_flight.")
     max_queue: int | None = Field(
         default=None, ge=0, description="Requests waiting in line; overrides max_queue.")
+    priority: Priority | None = Field(
+        default=None, description="Who goes first when several models are busy on the CPU: "
+        "interactive slices are 4x the length of bulk ones, normal 2x. Default by "
+        "capability: chat and speech interactive, transcription and rerank normal, "
+        "embeddings bulk.")
 
 
 class Settings(BaseSettings):
@@ -95,8 +101,16 @@ class Settings(BaseSettings):
         default=True, description="Cut rerank documents that do not fit the model beside the "
         "query instead of answering 400 (Cohere and Jina truncate too).")
     threads: int | None = Field(
-        default=None, ge=1, description="CPU threads per model worker; default: all cores."
+        default=None, ge=1, description="CPU threads per model worker (a model's own "
+        "`threads` option wins); default: every core this process may run on."
     )
+    cpu_slicing: bool = Field(
+        default=True, description="When several models are busy at once, take turns on the "
+        "CPU in short slices (pausing the others' workers), sized by priority; a model alone "
+        "is never paused. False: all workers run at once and the kernel shares the cores.")
+    cpu_slice_period_ms: float = Field(
+        default=40.0, ge=5, le=1000, description="Length of one round of slices when models "
+        "take turns: shorter evens out streams, longer costs fewer switches.")
     cache_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         / "pocketserve",

@@ -14,6 +14,8 @@ from pocketserve.catalog import SourceUnavailable, resolve_source
 from pocketserve.config import ModelPolicy, ModelSpec
 from pocketserve.ops.wire import WorkerStats
 from pocketserve.serving.admission import Admission
+from pocketserve.serving.cpu import CpuShare
+from pocketserve.serving.cpu_scheduler import Member
 from pocketserve.serving.worker import WorkerProcess, WorkerState
 
 MB = 1024 * 1024
@@ -31,6 +33,7 @@ class ServedModel:
     load_error: str | None = None  # why the last load was refused before the worker started
     load_task: asyncio.Task[None] | None = None
     stats: WorkerStats = field(default_factory=WorkerStats)
+    cpu: CpuShare | None = None  # its part of the CPU plan (threads, priority)
 
     @property
     def id(self) -> str:
@@ -49,6 +52,20 @@ class ServedModel:
     @property
     def busy(self) -> bool:
         return self.admission.in_flight > 0 or self.admission.queued > 0
+
+    def cpu_member(self) -> Member | None:
+        """What the CPU scheduler sees of this model: its worker's pid only while the worker
+        serves (never while it loads, stops or restarts), busy while requests hold slots."""
+        if self.cpu is None:
+            return None
+        worker, admission = self.worker, self.admission
+
+        def pid() -> int | None:
+            serving = worker.state == WorkerState.READY and not worker.stopping
+            return worker.pid if serving else None
+
+        return Member(self.id, self.cpu.weight, self.cpu.gang, pid,
+                      lambda: admission.in_flight > 0)
 
     def state(self) -> str:
         if self.load_task is not None and not self.load_task.done():

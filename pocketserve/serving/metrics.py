@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -29,6 +30,7 @@ class WorkerSnapshot:
     restarts: int
     active: int  # requests the worker process says it is running
     events: int  # data events (tokens, for text) the worker process has emitted
+    cpu: dict[str, Any] | None = None  # its part of the CPU plan, and time it waited
 
 
 class _WorkerCollector(Collector):
@@ -49,13 +51,33 @@ class _WorkerCollector(Collector):
         events = CounterMetricFamily("pocketserve_worker_generated_events",
                                      "Events (tokens for text) the current worker emitted.",
                                      labels=["model"])
-        for snap in self._snapshot():
+        snaps = self._snapshot()
+        for snap in snaps:
             memory.add_metric([snap.model], snap.memory_bytes)
             state.add_metric([snap.model, snap.state], 1)
             restarts.add_metric([snap.model], snap.restarts)
             active.add_metric([snap.model], snap.active)
             events.add_metric([snap.model], snap.events)
         yield from (memory, state, restarts, active, events)
+        yield from _cpu_metrics(snaps)
+
+
+def _cpu_metrics(snaps: list[WorkerSnapshot]) -> Iterable[Metric]:
+    threads = GaugeMetricFamily("pocketserve_cpu_threads",
+                                "CPU threads the plan gives each model's worker.",
+                                labels=["model"])
+    weight = GaugeMetricFamily("pocketserve_cpu_weight", "Slice weight of each model when "
+                               "several are busy, by its priority.", labels=["model", "priority"])
+    wait = CounterMetricFamily("pocketserve_cpu_wait_seconds", "Time each model was held "
+                               "paused while it had work, so that others could run.",
+                               labels=["model"])
+    for snap in snaps:
+        if snap.cpu is None:
+            continue
+        threads.add_metric([snap.model], snap.cpu["threads"])
+        weight.add_metric([snap.model, snap.cpu["priority"]], snap.cpu["weight"])
+        wait.add_metric([snap.model], snap.cpu["wait_s"])
+    yield from (threads, weight, wait)
 
 
 class Metrics:

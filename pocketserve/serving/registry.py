@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import signal
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +28,8 @@ from pocketserve.errors import (
 from pocketserve.ops.wire import Op, WorkerStats
 from pocketserve.serving.admission import Admission
 from pocketserve.serving.context import current_request
+from pocketserve.serving.cpu import CpuPlan
+from pocketserve.serving.cpu_scheduler import CpuScheduler, Member
 from pocketserve.serving.lifecycle import MB, ServedModel, expired
 from pocketserve.serving.loader import Loader
 from pocketserve.serving.metrics import Metrics, WorkerSnapshot
@@ -59,6 +61,7 @@ class ModelStatus:
     idle_s: float = 0.0
     active_sequences: int = 0
     generated_events: int = 0
+    cpu: dict[str, Any] | None = None  # threads, priority, weight, gang, wait_s, paused
 
 
 class ModelRegistry:
@@ -71,6 +74,10 @@ class ModelRegistry:
         self.draining = False
         self._models: dict[str, ServedModel] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self.cpu_plan = CpuPlan(threads=settings.threads)
+        self.cpu_scheduler = CpuScheduler(
+            self._cpu_members, period_s=settings.cpu_slice_period_ms / 1000) if (
+            settings.cpu_slicing and hasattr(signal, "SIGSTOP")) else None
         for name in settings.models:
             spec = catalog.find(name)
             self._models[spec.id] = self._served(spec)
@@ -82,9 +89,9 @@ class ModelRegistry:
     def _served(self, spec: ModelSpec) -> ServedModel:
         s = self.settings
         policy = s.policy(spec)
-        threads = s.threads or os.cpu_count() or 1
+        share = self.cpu_plan.share(spec, policy)
         options = WorkerOptions(
-            threads=int(spec.options.get("threads", threads)),
+            threads=share.threads,
             start_timeout_s=s.worker_start_timeout_s,
             max_backoff_s=s.worker_restart_max_backoff_s, cache_dir=s.cache_dir,
             log_level=s.log_level)
@@ -95,7 +102,10 @@ class ModelRegistry:
         return ServedModel(
             spec=spec, policy=policy, worker=WorkerProcess(spec, options), admission=admission,
             ttl_s=policy.ttl_s or s.idle_ttl_s,
-            preload=s.preload if policy.preload is None else policy.preload)
+            preload=s.preload if policy.preload is None else policy.preload, cpu=share)
+
+    def _cpu_members(self) -> list[Member]:
+        return [m for m in (s.cpu_member() for s in self._models.values()) if m is not None]
 
     # -- start and stop ------------------------------------------------------------------------
 
@@ -107,13 +117,17 @@ class ModelRegistry:
         else:  # one at a time, so each sees what the others really use
             for model in preload:
                 await self._loader.load(model, quiet=True)
+        if self.cpu_scheduler is not None:
+            self.cpu_scheduler.start()
         ttls = [m.ttl_s for m in self._models.values() if m.ttl_s is not None]
         if ttls:
             self._reaper = asyncio.create_task(self._reap(min(ttls)), name="ttl-reaper")
 
     async def stop(self) -> None:
-        """Refuse new work and stop every worker process."""
+        """Refuse new work, continue any paused worker, and stop every worker process."""
         self.draining = True
+        if self.cpu_scheduler is not None:
+            self.cpu_scheduler.stop()
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -256,11 +270,20 @@ class ModelRegistry:
             error=m.load_error or w.error, pid=w.pid if m.loaded else None, restarts=w.restarts,
             memory_bytes=m.memory_bytes(), pinned=m.policy.pin, in_flight=m.admission.in_flight,
             queued=m.admission.queued, idle_s=round(time.monotonic() - m.last_used, 3),
-            active_sequences=m.stats.active, generated_events=m.stats.events)
+            active_sequences=m.stats.active, generated_events=m.stats.events,
+            cpu=self._cpu_status(m))
+
+    def _cpu_status(self, m: ServedModel) -> dict[str, Any] | None:
+        if m.cpu is None:
+            return None
+        sched = self.cpu_scheduler
+        return {"threads": m.cpu.threads, "priority": m.cpu.priority, "weight": m.cpu.weight,
+                "gang": m.cpu.gang, "wait_s": round(sched.waited_s(m.id), 3) if sched else 0.0,
+                "paused": sched.paused(m.id) if sched else False}
 
     def _snapshots(self) -> list[WorkerSnapshot]:
         return [WorkerSnapshot(s.id, s.state, s.memory_bytes, s.restarts, s.active_sequences,
-                               s.generated_events) for s in self.statuses()]
+                               s.generated_events, s.cpu) for s in self.statuses()]
 
     def all_ready(self) -> bool:
         """Every model answers or can be loaded on demand (none loading or failed)."""

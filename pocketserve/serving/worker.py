@@ -161,6 +161,11 @@ class WorkerProcess:
         self._first_outcome = asyncio.Event()
         self._stopping = False
 
+    @property
+    def stopping(self) -> bool:
+        """Being stopped (unload, shutdown): the CPU scheduler must not pause it then."""
+        return self._stopping
+
     async def start(self) -> None:
         """Start the process and wait until the model is ready or has failed to load."""
         self._stopping = False

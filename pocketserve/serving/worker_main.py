@@ -41,6 +41,7 @@ from pocketserve.ops.wire import (
     frame,
     raw,
 )
+from pocketserve.serving.cpu import continue_on_parent_death
 
 log = logging.getLogger("pocketserve.worker")
 
@@ -55,6 +56,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s "
                         f"[worker {os.getpid()}] %(name)s: %(message)s")
+    continue_on_parent_death()  # the server may pause this process: never leave it paused
     spec = ModelSpec.model_validate_json(args.spec)
     channel = Channel(socket.socket(fileno=args.fd))
     try:
