@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketserve.backends import tool_calls
+from pocketserve.backends.chat_stream import THINK_OPEN
 from pocketserve.backends.gguf_parts import display_name, join_parts
 from pocketserve.backends.llamacpp_chunks import ChoiceParsers, UsageSum, plain_events
 from pocketserve.config import ModelSpec
@@ -79,7 +80,7 @@ def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
     n_parallel cells and attends only to its own, which batches much faster), `cache_type`
     (f16, or q8_0 to halve the cache's memory), `prompt_cache_mb` (host memory for the states of
     earlier prompts, so a conversation that comes back skips its prefill), `n_batch`,
-    `verbosity`.
+    `verbosity`, `chat_template` (a Jinja template instead of the GGUF's own).
     """
     import xllamacpp
 
@@ -106,6 +107,8 @@ def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
     params.cpuparams_batch.n_threads = threads
     params.n_batch = int(options.get("n_batch", 512))
     params.verbosity = int(options.get("verbosity", -1))
+    if options.get("chat_template"):
+        params.chat_template = str(options["chat_template"])
     return params
 
 
@@ -132,6 +135,11 @@ class LlamaCppBackend:
         caps = props.get("chat_template_caps") or {}
         self.native_tools = tool_calls.native_format(str(props.get("chat_template", "")), caps)
         self.parallel_tools = self.native_tools and bool(caps.get("supports_parallel_tool_calls"))
+        # A thinking model's template may open the thought itself: its answers then start
+        # inside it, with no <think> of their own.
+        self.opens_thought = self._opens_thought(
+            self._http("/apply-template", {"messages": [{"role": "user", "content": "Hi"}],
+                                           "add_generation_prompt": True})["prompt"])
         self._fim: list[int] | None = None
 
     # -- generation -------------------------------------------------------------------------
@@ -146,7 +154,8 @@ class LlamaCppBackend:
         body["messages"] = [_message(m) for m in req.messages]
         if not req.split_reasoning:
             body["reasoning_format"] = "none"
-        parsers = ChoiceParsers(reasoning=req.split_reasoning, tools=False)
+        parsers = ChoiceParsers(reasoning=req.split_reasoning, tools=False,
+                                in_thought=self.opens_thought)
         self._stream(self._server.handle_chat_completions, body, on_event, cancelled,
                      "messages", parsers if req.split_reasoning else None)
 
@@ -162,6 +171,7 @@ class LlamaCppBackend:
         if shown and self.native_tools:
             template["tools"] = [tool_calls.openai_tool(t) for t in shown]
         prompt = str(self._http("/apply-template", template)["prompt"])
+        in_thought = req.split_reasoning and self._opens_thought(prompt)
         body = self._sampling_body(req.sampling)
         body.pop("response_format", None)
         s = req.sampling
@@ -170,11 +180,16 @@ class LlamaCppBackend:
         body["prompt"] = prompt
         body["grammar"] = tool_calls.grammar(
             req.tools, req.tool_choice, answer_schema=answer,
-            parallel=req.parallel_tool_calls and self.parallel_tools)
+            parallel=req.parallel_tool_calls and self.parallel_tools,
+            in_thought=self._opens_thought(prompt))
         parsers = ChoiceParsers(reasoning=req.split_reasoning, tools=req.tool_choice != "none",
-                                in_thought=prompt.rstrip().endswith("<think>"))
+                                in_thought=in_thought)
         self._stream(self._server.handle_completions, body, on_event, cancelled, "messages",
                      parsers, grammar_param="tools")
+
+    @staticmethod
+    def _opens_thought(prompt: str) -> bool:
+        return prompt.rstrip().endswith(THINK_OPEN)
 
     def complete(self, req: CompletionRequest, on_event: OnEvent,
                  cancelled: threading.Event) -> None:

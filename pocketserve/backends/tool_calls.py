@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pocketserve.backends.chat_stream import CALL_CLOSE, CALL_OPEN
+from pocketserve.backends.chat_stream import CALL_CLOSE, CALL_OPEN, THINK_CLOSE
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import ChatMessage, Tool, ToolChoice
 
@@ -38,9 +38,13 @@ def native_format(template: str, caps: dict[str, Any]) -> bool:
     return bool(caps.get("supports_tools")) and CALL_OPEN in template
 
 
+# A function declared without parameters takes none (OpenAI's reading): its arguments are {}.
+_NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+
+
 def openai_tool(tool: Tool) -> dict[str, Any]:
     function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters or
-                                {"type": "object", "properties": {}}}
+                                _NO_PARAMETERS}
     if tool.description:
         function["description"] = tool.description
     return {"type": "function", "function": function}
@@ -113,10 +117,11 @@ def _add_instructions(messages: list[dict[str, Any]], tools: list[Tool]) -> None
 
 
 def grammar(tools: list[Tool], choice: ToolChoice, *, parallel: bool,
-            answer_schema: dict[str, Any] | None = None) -> str:
+            answer_schema: dict[str, Any] | None = None, in_thought: bool = False) -> str:
     """The llguidance grammar for a request with tools (see the module's docstring).
 
-    `answer_schema` (response_format) makes a text answer that JSON instead.
+    `answer_schema` (response_format) makes a text answer that JSON instead. `in_thought`: the
+    prompt opened a `<think>` block, which the answer must close before anything else.
     """
     if choice == "none":
         start = "TEXT?" if answer_schema is None else "answer"
@@ -124,7 +129,11 @@ def grammar(tools: list[Tool], choice: ToolChoice, *, parallel: bool,
         start = "TEXT? calls? | fn" if answer_schema is None else "answer | calls"
     else:
         start = "calls"
+    if in_thought:
+        start = f'THOUGHT? "{THINK_CLOSE}" BLANK? ({start})'
     lines = ["%llguidance {}", f"start: {start}"]
+    if in_thought:
+        lines += [r"THOUGHT: /(?s:.+)/ & ~/(?s:.*<\/think>.*)/", r"BLANK: /\s+/"]
     if choice != "none":
         chosen = tools if choice in ("auto", "required") else [t for t in tools
                                                                if t.name == choice]
@@ -151,7 +160,7 @@ def call_schema(tool: Tool) -> dict[str, Any]:
     Objects get no undeclared keys unless their schema asks for them (`additionalProperties`):
     every such answer is valid under the schema, and small models otherwise invent keys.
     """
-    params = _closed(tool.parameters or {"type": "object"})
+    params = _closed(tool.parameters or _NO_PARAMETERS)
     defs: dict[str, Any] = {key: params.pop(key) for key in ("$defs", "definitions")
                             if key in params}
     params.pop("$schema", None)

@@ -8,22 +8,28 @@ from fastapi import APIRouter
 
 from pocketserve.api.capability import model_for
 from pocketserve.api.chat_answers import Shaper, stream_chunks, whole_response
-from pocketserve.api.deps import RegistryDep
+from pocketserve.api.deps import RegistryDep, SettingsDep
 from pocketserve.api.protocol.chat import ChatCompletionRequest
 from pocketserve.api.protocol.completions import CompletionRequest
 from pocketserve.api.protocol.tokenize import DetokenizeRequest, TokenizeRequest
 from pocketserve.api.streaming import primed, sse_response
+from pocketserve.catalog import takes_tools
+from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import CHAT, COMPLETE, DETOKENIZE, TOKENIZE, Detokenized, Tokens
 from pocketserve.ops.chat import DetokenizeRequest as EngineDetokenize
 
 router = APIRouter()
 
 
-
 @router.post("/v1/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep) -> Any:
+async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep,
+                           settings: SettingsDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
-    sources = [registry.stream(spec.id, CHAT, body.to_engine())]
+    request = body.to_engine(split_reasoning=settings.reasoning_content)
+    if request.tools and not takes_tools(spec):
+        raise InvalidRequest(f"The model {spec.id!r} cannot take tools: its backend cannot "
+                             "call functions.", param="tools")
+    sources = [registry.stream(spec.id, CHAT, request)]
     shaper = Shaper("chat", spec.id, logprobs=body.logprobs)
     if body.stream:
         chunks = stream_chunks(shaper, sources, body.n, body.include_usage)
