@@ -2,8 +2,9 @@
 
 Models write their thinking as `<think>...</think>` before the answer, and tool calls as
 `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Hermes/Qwen2.5, and the generic format
-pocketserve teaches models whose template has none); in `auto` mode a bare call object as the
-whole answer counts too. The parser turns them into the seam's events: the first delta of a call
+pocketserve teaches models whose template has none); a call object with no tags, bare or in a
+Markdown fence, as the whole answer counts too (small models write that; the grammar then holds
+it to the schema). The parser turns them into the seam's events: the first delta of a call
 carries its id and name with no arguments, later ones only argument text, exactly as the model
 wrote it. No tag ever reaches the content. Text that might still become a tag is held back until
 the next chunk decides (a few characters at most), so content streams with no visible delay.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from pocketserve.ops.chat import (
     ChatEvent,
@@ -31,13 +32,26 @@ CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 # The start of a call object whose name comes first (the grammar writes them so): once it has
 # been read, the arguments can stream.
 _HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"arguments"\s*:\s*')
-_BARE = re.compile(r'\s*\{\s*"name"')
-_BARE_PREFIXES = ('{"name"', '{ "name"')
+FENCE = "```"
 
 
 def new_call_id() -> str:
     """An id in OpenAI's shape (`call_` and 24 characters)."""
     return "call_" + secrets.token_hex(12)
+
+
+_UNTAGGED = re.compile(r'(```[a-z]*\s*)?\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_UNTAGGED_SO_FAR = re.compile(  # a start that may still become one
+    r'(`{0,2}|```[a-z]*\s*)(\{\s*("(n(a(m(e("\s*(:\s*("[^"]*)?)?)?)?)?)?)?)?)?$')
+
+
+def untagged_call_start(lead: str, names: Collection[str]) -> bool | None:
+    """Whether `lead` begins a call of one of `names` with no tags, bare or in a Markdown
+    fence (what small models write when they mean a call): None while too short to tell."""
+    done = _UNTAGGED.match(lead)
+    if done is not None:
+        return json.loads(f'"{done.group(2)}"') in names
+    return None if _UNTAGGED_SO_FAR.match(lead) else False
 
 
 def _held_tail(text: str, tag: str) -> int:
@@ -98,16 +112,19 @@ class _JsonValue:
 class ChoiceParser:
     """One choice's text → events. `feed` each chunk as it comes, then `finish` once."""
 
-    def __init__(self, index: int, *, reasoning: bool, tools: bool, in_thought: bool = False,
-                 new_id: Callable[[], str] = new_call_id):
+    def __init__(self, index: int, *, reasoning: bool, tools: Collection[str] = (),
+                 in_thought: bool = False, new_id: Callable[[], str] = new_call_id):
+        """`tools`: the functions the model may call (none: tags are plain text)."""
         self.index = index
         self.reasoning = reasoning
-        self.tools = tools
+        self.tools = bool(tools)
+        self.names = frozenset(tools)
         self.new_id = new_id
         self.state = "think" if reasoning and in_thought else "start"
         self.buf = ""
         self.calls = 0
         self.bare = False
+        self.fenced = False
         self.value: _JsonValue | None = None
         self.logprobs: list[TokenLogprob] = []
         self.out: list[ChatEvent] = []
@@ -129,7 +146,8 @@ class ChoiceParser:
         elif self.state == "think":
             self._reason(self.buf)
         elif self.state == "call" and self.value is None:
-            self._whole_call(self.buf.removesuffix(CALL_CLOSE))  # an unusual key order
+            # an unusual key order
+            self._whole_call(self.buf.rstrip().removesuffix(CALL_CLOSE).removesuffix(FENCE))
         self.buf = ""
         reason = "tool_calls" if self.calls and finish_reason == "stop" else finish_reason
         self.out.append(TextDelta(self.index, "", self._logprobs(), reason))
@@ -154,12 +172,15 @@ class ChoiceParser:
                 return True
             if THINK_OPEN.startswith(lead):
                 return False
-        if self.tools and lead.startswith(CALL_OPEN):
-            return self._open_call(lead[len(CALL_OPEN):], bare=False)
-        if self.tools and _BARE.match(lead):
-            return self._open_call(lead, bare=True)
-        if self.tools and any(p.startswith(lead) for p in (CALL_OPEN, *_BARE_PREFIXES)):
-            return False
+        if self.tools:
+            if lead.startswith(CALL_OPEN):
+                return self._open_call(lead[len(CALL_OPEN):], bare=False)
+            untagged = untagged_call_start(lead, self.names)
+            if untagged:
+                self.fenced = lead.startswith(FENCE)
+                return self._open_call(lead[lead.index("{"):], bare=True)
+            if untagged is None or CALL_OPEN.startswith(lead):
+                return False
         if self.state == "after_think":
             self.buf = lead  # the blank lines between the thought and the answer
         self.state = "text"
@@ -194,6 +215,7 @@ class ChoiceParser:
 
     def _open_call(self, rest: str, *, bare: bool) -> bool:
         self.state, self.buf, self.bare, self.value = "call", rest, bare, None
+        self.fenced = self.fenced and bare
         return True
 
     def _call(self) -> bool:
@@ -223,8 +245,8 @@ class ChoiceParser:
         return True
 
     def _call_end(self) -> bool:
-        """The call object's closing brace, then (tagged) the closing tag."""
-        closer = "}" if self.bare else CALL_CLOSE
+        """Past the call object's closing brace to its closing tag or fence."""
+        closer = FENCE if self.fenced else "}" if self.bare else CALL_CLOSE
         at = self.buf.find(closer)
         if at < 0:
             return False

@@ -154,8 +154,7 @@ class LlamaCppBackend:
         body["messages"] = [_message(m) for m in req.messages]
         if not req.split_reasoning:
             body["reasoning_format"] = "none"
-        parsers = ChoiceParsers(reasoning=req.split_reasoning, tools=False,
-                                in_thought=self.opens_thought)
+        parsers = ChoiceParsers(reasoning=req.split_reasoning, in_thought=self.opens_thought)
         self._stream(self._server.handle_chat_completions, body, on_event, cancelled,
                      "messages", parsers if req.split_reasoning else None)
 
@@ -182,8 +181,8 @@ class LlamaCppBackend:
             req.tools, req.tool_choice, answer_schema=answer,
             parallel=req.parallel_tool_calls and self.parallel_tools,
             in_thought=self._opens_thought(prompt))
-        parsers = ChoiceParsers(reasoning=req.split_reasoning, tools=req.tool_choice != "none",
-                                in_thought=in_thought)
+        parsers = ChoiceParsers(reasoning=req.split_reasoning, in_thought=in_thought,
+                                tools=[t.name for t in shown])
         self._stream(self._server.handle_completions, body, on_event, cancelled, "messages",
                      parsers, grammar_param="tools")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pocketserve.backends.chat_stream import ChoiceParser
@@ -12,7 +13,8 @@ from pocketserve.ops.common import Usage
 class ChoiceParsers:
     """A ChoiceParser per choice index, fed from llama.cpp's streamed choices."""
 
-    def __init__(self, *, reasoning: bool, tools: bool, in_thought: bool = False):
+    def __init__(self, *, reasoning: bool, tools: Collection[str] = (),
+                 in_thought: bool = False):
         self.reasoning, self.tools, self.in_thought = reasoning, tools, in_thought
         self._by_index: dict[int, ChoiceParser] = {}
 

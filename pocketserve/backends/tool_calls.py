@@ -11,19 +11,23 @@ llama.cpp in xllamacpp renders tools but neither parses calls nor constrains `re
 and refuses a grammar together with `tools`; so the prompt is rendered here (through its
 /apply-template) and decoded as a completion under our own grammar (llguidance's Lark syntax
 with `%json` for each tool's schema):
-- `required` / a named function: the answer is one call (or, where the template supports
-  parallel calls and the request allows them, up to MAX_CALLS), every one matching its schema;
-- `auto`: text, or text then calls, or a bare call object; text can never contain `<tool_call>`
-  (nor start like a bare call), so whatever call the model starts is completed validly;
+- `required`: the answer is one call (or, where the template supports parallel calls and the
+  request allows them, up to MAX_CALLS), every one matching its schema; a named function: one
+  call of it;
+- `auto`: text, or text then calls, or one call object with no tags, bare or in a Markdown
+  fence (what small models such as Qwen2.5-Coder-0.5B write most often); text can never contain
+  `<tool_call>` nor start like such an object, so whatever call the model starts is completed
+  validly;
 - `none`: text without `<tool_call>`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from pocketserve.backends.chat_stream import CALL_CLOSE, CALL_OPEN, THINK_CLOSE
+from pocketserve.backends.chat_stream import CALL_CLOSE, CALL_OPEN
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import ChatMessage, Tool, ToolChoice
 
@@ -122,52 +126,94 @@ def grammar(tools: list[Tool], choice: ToolChoice, *, parallel: bool,
 
     `answer_schema` (response_format) makes a text answer that JSON instead. `in_thought`: the
     prompt opened a `<think>` block, which the answer must close before anything else.
+
+    llguidance lexes greedily and picks a JSON lexeme class at a JSON value's first byte, so
+    the ways an answer may go are lexemes that part only where the text decides: an untagged
+    call is a header lexeme (up to `"arguments":`) that text may not match, then the arguments'
+    JSON; the text before a tagged call is one lazy lexeme ending at the first `<tool_call>`;
+    the thought is lazy up to `</think>`.
     """
-    if choice == "none":
-        start = "TEXT?" if answer_schema is None else "answer"
-    elif choice == "auto":
-        start = "TEXT? calls? | fn" if answer_schema is None else "answer | calls"
-    else:
-        start = "calls"
+    lines = ["%llguidance {}"]
+    opening = "thought BLANK? " if in_thought else ""
     if in_thought:
-        start = f'THOUGHT? "{THINK_CLOSE}" BLANK? ({start})'
-    lines = ["%llguidance {}", f"start: {start}"]
-    if in_thought:
-        lines += [r"THOUGHT: /(?s:.+)/ & ~/(?s:.*<\/think>.*)/", r"BLANK: /\s+/"]
-    if choice != "none":
-        chosen = tools if choice in ("auto", "required") else [t for t in tools
-                                                               if t.name == choice]
-        if not chosen:
-            raise InvalidRequest(f"tool_choice {choice!r} needs a declared function to call.",
-                                 param="tool_choice")
-        lines.append(f'calls: call ("\\n" call){{0,{MAX_CALLS - 1}}}' if parallel
-                     else "calls: call")
-        lines.append(f'call: "{CALL_OPEN}\\n" fn "\\n{CALL_CLOSE}"')
-        lines.append("fn: " + " | ".join(f"fn{i}" for i in range(len(chosen))))
-        lines += [f"fn{i}: %json {json.dumps(call_schema(t))}" for i, t in enumerate(chosen)]
+        lines += [r"thought[lazy]: /(?s:.*)<\/think>/", r"BLANK: /\s+/"]
     if answer_schema is not None:
         lines.append(f"answer: %json {json.dumps(answer_schema)}")
-    elif choice in ("auto", "none"):
-        like_call = r' & ~/(?s:\s*\{\s*"name".*)/' if choice == "auto" else ""
-        lines.append(r"TEXT: /(?s:.+)/ & ~/(?s:.*<tool_call>.*)/" + like_call)
+    if choice == "none":
+        body = "TEXT?" if answer_schema is None else "answer"
+        lines.append(r"TEXT: /(?s:.+)/ & ~/(?s:.*<tool_call>.*)/")
+    else:
+        chosen = _chosen(tools, choice)
+        several = parallel and choice in ("auto", "required")  # a named function: one call
+        lines += _tagged_calls(chosen, several)
+        if choice != "auto":
+            body = "calls"
+        elif answer_schema is not None:
+            body = "answer | calls"
+        else:
+            body = "TEXT? | head calls_rest | loose"
+            lines += _untagged_call(chosen)
+    lines.insert(1, f"start: {opening}({body})")
     return "\n".join(lines) + "\n"
 
 
-def call_schema(tool: Tool) -> dict[str, Any]:
+def _chosen(tools: list[Tool], choice: ToolChoice) -> list[Tool]:
+    chosen = tools if choice in ("auto", "required") else [t for t in tools if t.name == choice]
+    if not chosen:
+        raise InvalidRequest(f"tool_choice {choice!r} needs a declared function to call.",
+                             param="tool_choice")
+    return chosen
+
+
+def _tagged_calls(chosen: list[Tool], several: bool) -> list[str]:
+    """`calls`: one tagged call (or up to MAX_CALLS); `calls_rest`: what follows the first tag."""
+    more = f' ("\\n{CALL_OPEN}\\n" fn "\\n{CALL_CLOSE}"){{0,{MAX_CALLS - 1}}}' if several else ""
+    lines = [f'calls: "{CALL_OPEN}\\n" calls_rest',
+             f'calls_rest: fn "\\n{CALL_CLOSE}"{more}',
+             "fn: " + " | ".join(f"fn{i}" for i in range(len(chosen)))]
+    return lines + [f"fn{i}: %json {json.dumps(call_schema(t))}" for i, t in enumerate(chosen)]
+
+
+def _untagged_call(chosen: list[Tool]) -> list[str]:
+    """`auto`'s other ways: text (never `<tool_call>`, never the start of an untagged call of
+    a declared function), the text before a tagged call, and `loose`: one untagged call, bare
+    or in a Markdown fence, in the model's own layout."""
+    names = "|".join(re.escape(t.name) for t in chosen)
+    header = r'\{\s*"name"\s*:\s*"(' + names + r')"'
+    not_call = rf" & ~/(?s:\s*(```[a-z]*\s*)?{header}.*)/"
+    lines = [r"TEXT: /(?s:.+)/ & ~/(?s:.*<tool_call>.*)/" + not_call,
+             f'head[lazy]: PRE "{CALL_OPEN}\\n"', r"PRE: /(?s:.*)/" + not_call,
+             r"BARE_END: /\s*\}/", r"FENCE_END: /\s*\}\s*```/"]
+    ways = []
+    for i, t in enumerate(chosen):
+        head = r'\{\s*"name"\s*:\s*"' + re.escape(t.name) + r'"\s*,\s*"arguments"\s*:\s*'
+        lines += [rf"BARE{i}: /\s*{head}/", rf"FENCED{i}: /\s*```[a-z]*\s*{head}/",
+                  f"args{i}: %json {json.dumps(arguments_schema(t))}"]
+        ways += [f"BARE{i} args{i} BARE_END", f"FENCED{i} args{i} FENCE_END"]
+    return [*lines, "loose: " + " | ".join(ways)]
+
+
+def arguments_schema(tool: Tool) -> dict[str, Any]:
+    """The schema a call's arguments are held to: the tool's parameters, where objects get no
+    undeclared keys unless their schema asks for them (`additionalProperties`): every such
+    answer is valid under the schema, and small models otherwise invent keys."""
+    params = dict(_closed(tool.parameters or _NO_PARAMETERS))
+    params.pop("$schema", None)
+    return params
+
+
+def call_schema(tool: Tool, *, compact: bool = True) -> dict[str, Any]:
     """One call of `tool` as a JSON schema: its name, then arguments matching its parameters.
 
     The parameters' definitions move to the root, where their `#/$defs/...` references point.
-    Objects get no undeclared keys unless their schema asks for them (`additionalProperties`):
-    every such answer is valid under the schema, and small models otherwise invent keys.
     """
-    params = _closed(tool.parameters or _NO_PARAMETERS)
+    params = arguments_schema(tool)
     defs: dict[str, Any] = {key: params.pop(key) for key in ("$defs", "definitions")
                             if key in params}
-    params.pop("$schema", None)
     return {"type": "object",
             "properties": {"name": {"const": tool.name}, "arguments": params},
             "required": ["name", "arguments"], "additionalProperties": False,
-            "x-guidance": _COMPACT, **defs}
+            **({"x-guidance": _COMPACT} if compact else {}), **defs}
 
 
 def _closed(schema: Any) -> Any:

@@ -21,11 +21,14 @@ class Seen:
     finish: str | None = None
 
 
+NAMES = ("get_weather", "get_time", "f")
+
+
 def run(chunks: list[str], *, tools: bool = True, reasoning: bool = True,
         in_thought: bool = False, finish: str = "stop") -> Seen:
     ids = (f"call_{i}" for i in itertools.count())
-    parser = ChoiceParser(0, reasoning=reasoning, tools=tools, in_thought=in_thought,
-                          new_id=lambda: next(ids))
+    parser = ChoiceParser(0, reasoning=reasoning, tools=NAMES if tools else (),
+                          in_thought=in_thought, new_id=lambda: next(ids))
     events = [e for c in chunks for e in parser.feed(c)] + parser.finish(finish)  # type: ignore[arg-type]
     seen = Seen()
     for e in events:
@@ -86,6 +89,13 @@ def test_a_bare_call_object_as_the_whole_answer(chunks: list[str]) -> None:
     assert seen.content == ""
 
 
+@pytest.mark.parametrize("chunks", splits('```json\n{"name": "f", "arguments": {"x": [1]}}\n```'))
+def test_a_fenced_call_object(chunks: list[str]) -> None:
+    seen = run(chunks)
+    assert seen.calls == [{"id": "call_0", "name": "f", "arguments": '{"x": [1]}'}]
+    assert seen.content == "" and seen.finish == "tool_calls"
+
+
 def test_keys_in_another_order_still_make_a_call() -> None:
     seen = run(['<tool_call>{"arguments": {"x": 1}, "name": "f"}</tool_call>'])
     assert seen.calls == [{"id": "call_0", "name": "f", "arguments": '{"x": 1}'}]
@@ -93,7 +103,10 @@ def test_keys_in_another_order_still_make_a_call() -> None:
 
 @pytest.mark.parametrize("text", [
     "Plain answer with a < sign and <b>tags</b>.", "  leading spaces stay", "{\"a\": 1}",
-    "<thinking is not a tag", "x <tool_c", "\n\nHello",
+    "<thinking is not a tag", "x <tool_c", "\n\nHello", "```python\nprint(1)\n```",
+    "``inline``", '```json\n{"a": 1}\n```', "{ \"nam\": 1}",
+    '{"name": "Joke", "arguments": {"text": "an undeclared function is just text"}}',
+    '```json\n{"name": "cat"}\n```',
 ])
 def test_plain_text_passes_unchanged(text: str) -> None:
     for chunks in splits(text):
@@ -135,7 +148,7 @@ def test_a_call_cut_before_its_name_leaves_no_markup() -> None:
 
 def test_logprobs_go_with_the_content_they_belong_to() -> None:
     lp = [TokenLogprob("<", -0.1, None, [])]
-    parser = ChoiceParser(0, reasoning=True, tools=False)
+    parser = ChoiceParser(0, reasoning=True)
     assert parser.feed("<", lp) == []  # might be <think>: held back
     out = parser.feed("b>", [TokenLogprob("b>", -0.2, None, [])])
     assert isinstance(out[0], TextDelta) and out[0].text == "<b>"
