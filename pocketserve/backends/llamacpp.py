@@ -147,7 +147,9 @@ class LlamaCppBackend:
     def chat(self, req: ChatRequest, on_event: OnEvent, cancelled: threading.Event) -> None:
         if req.tools and not self.takes_tools:
             raise InvalidRequest("This model cannot take tools.", param="tools")
-        if req.tools or any(m.tool_calls or m.role == "tool" for m in req.messages):
+        structured = req.sampling.json_schema is not None or req.sampling.json_object
+        if (req.tools or any(m.tool_calls or m.role == "tool" for m in req.messages)
+                or (structured and self.opens_thought)):  # the JSON comes after the thought
             self._chat_with_tools(req, on_event, cancelled)
             return
         body = self._sampling_body(req.sampling)
@@ -162,7 +164,8 @@ class LlamaCppBackend:
                          cancelled: threading.Event) -> None:
         """Render the conversation with the model's template, decode under the tool grammar
         (see tool_calls) and split the calls out of the text as they stream."""
-        shown = [] if req.tool_choice == "none" else req.tools
+        choice = req.tool_choice if req.tools else "none"  # only history, or only JSON
+        shown = [] if choice == "none" else req.tools
         template: dict[str, Any] = {"add_generation_prompt": True, "messages":
                                     tool_calls.template_messages(
                                         req.messages, shown, native=self.native_tools,
@@ -178,7 +181,7 @@ class LlamaCppBackend:
             {"type": "object"} if s.json_object else None)
         body["prompt"] = prompt
         body["grammar"] = tool_calls.grammar(
-            req.tools, req.tool_choice, answer_schema=answer,
+            req.tools, choice, answer_schema=answer,
             parallel=req.parallel_tool_calls and self.parallel_tools,
             in_thought=self._opens_thought(prompt))
         parsers = ChoiceParsers(reasoning=req.split_reasoning, in_thought=in_thought,
