@@ -40,7 +40,15 @@ class ChatCompletionRequest(SamplingFields):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
 
+    # Not served yet (tool calling is being built, issue 11): refused by name, not ignored.
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+
     def to_engine(self) -> ChatRequest:
+        for name in ("tools", "tool_choice"):
+            if getattr(self, name) is not None:
+                raise InvalidRequest(f"`{name}` is not supported by this server yet: no model "
+                                     "here can call tools.", param=name)
         if self.top_logprobs and not self.logprobs:
             raise InvalidRequest("top_logprobs needs logprobs set to true", param="top_logprobs")
         sampling = self.sampling(
