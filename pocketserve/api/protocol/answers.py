@@ -216,6 +216,15 @@ class Health(Answer):
     not_ready: list[str]
 
 
+class CpuStatus(Answer):
+    threads: int
+    priority: Literal["interactive", "normal", "bulk"]
+    weight: int = Field(description="Its slice's length relative to the others' when shared.")
+    gang: bool = Field(description="Its threads run in slices of their own (llama.cpp).")
+    wait_s: float = Field(description="Seconds it was held paused while it had work.")
+    paused: bool
+
+
 class ModelStatus(Answer):
     id: str
     capability: str
@@ -234,6 +243,7 @@ class ModelStatus(Answer):
     idle_s: float
     active_sequences: int
     generated_events: int
+    cpu: CpuStatus | None = Field(description="Its part of the CPU plan.")
 
 
 class ModelStatusList(Answer):
