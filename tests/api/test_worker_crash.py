@@ -35,9 +35,11 @@ def test_sigkilled_worker_is_restarted(server: RunningServer) -> None:
     outcome: dict[str, httpx.Response] = {}
 
     def long_request() -> None:
-        outcome["reply"] = httpx.post(url + "/v1/chat/completions", timeout=60, json={
-            "model": MODEL, "max_tokens": 2000, "temperature": 1.0,
-            "messages": [{"role": "user", "content": "Write a very long essay."}]})
+        # Greedy counting goes on and on: the request is still running when the worker dies
+        # (a sampled essay could end with its first second).
+        outcome["reply"] = httpx.post(url + "/v1/completions", timeout=60, json={
+            "model": MODEL, "max_tokens": 2000, "temperature": 0,
+            "prompt": ", ".join(str(i) for i in range(1, 40)) + ","})
 
     thread = threading.Thread(target=long_request)
     thread.start()
