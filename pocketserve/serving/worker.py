@@ -13,7 +13,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -124,7 +124,7 @@ class OpStream(Generic[Ev]):
                 if isinstance(message, Data):
                     yield self.op.decode_event(message.data)
                     continue
-                if isinstance(message, _Stop) and message is _DEADLINE:
+                if message is _DEADLINE:
                     raise DeadlineExceeded(f"The request to model {model!r} ran past "
                                            "its deadline and was stopped.")
                 self._finished = True
@@ -196,10 +196,18 @@ class WorkerProcess:
         """Start one request; read its events from the stream it returns."""
         if self.state != WorkerState.READY or self._writer is None or self._writer.is_closing():
             raise ModelNotReady(self._not_ready_message())
+        return self._exchange(
+            op, lambda wire_id: Start(wire_id, op.name, raw(request), request_id or ""),
+            deadline)
+
+    def _exchange(self, op: Op[Any, Ev], message: Callable[[int], Start | Stats],
+                  deadline: float | None) -> OpStream[Ev]:
+        """Send the first frame of a new exchange; its answers go to the stream returned."""
+        assert self._writer is not None
         wire_id = next(self._ids)
         queue: asyncio.Queue[Queued] = asyncio.Queue()
         self._pending[wire_id] = queue
-        self._writer.write(frame(Start(wire_id, op.name, raw(request), request_id or "")))
+        self._writer.write(frame(message(wire_id)))
         return OpStream(self, op, wire_id, queue, self._writer, deadline)
 
     async def stream(self, op: Op[Req, Ev], request: Req, *, deadline: float | None = None,
@@ -216,14 +224,11 @@ class WorkerProcess:
         answers from its reader thread, so this is quick even when the model is busy."""
         if self.state != WorkerState.READY or self._writer is None or self._writer.is_closing():
             return WorkerStats()
-        wire_id = next(self._ids)
-        queue: asyncio.Queue[Queued] = asyncio.Queue()
-        self._pending[wire_id] = queue
-        self._writer.write(frame(Stats(wire_id)))
-        stream = OpStream(self, _STATS, wire_id, queue, self._writer, time.monotonic() + 2.0)
+        events = self._exchange(_STATS, Stats, time.monotonic() + 2.0).events()
         try:
-            async for stats in stream.events():
-                return stats
+            async with contextlib.aclosing(events):
+                async for stats in events:
+                    return stats
         except (PocketserveError, ConnectionError, RuntimeError):  # stopping meanwhile
             pass
         return WorkerStats()
