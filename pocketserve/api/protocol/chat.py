@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from pocketserve.api.protocol.common import Request, ResponseFormat, SamplingFields, examples
+from pocketserve.api.protocol.common import (
+    Request,
+    ResponseFormat,
+    SamplingFields,
+    checked_schema,
+    examples,
+)
 from pocketserve.errors import InvalidRequest
-from pocketserve.ops.chat import ChatMessage, ChatRequest
+from pocketserve.ops.chat import ChatMessage, ChatRequest, Tool, ToolCall, ToolChoice
+
+# OpenAI's rule for function names.
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
 class ContentPart(Request):
@@ -16,10 +26,54 @@ class ContentPart(Request):
     text: str | None = None
 
 
+class FunctionCall(Request):
+    name: str
+    # A JSON string, as OpenAI sends it; an object from a sloppy client is taken as well.
+    arguments: str | dict[str, Any] = ""
+
+
+class MessageToolCall(Request):
+    id: str | None = None  # some clients send null; one is made up for them
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Message(Request):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionDefinition(Request):
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None  # accepted; calls match their schema whenever it is enforced
+
+    @field_validator("parameters")
+    @classmethod
+    def _object_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is None:
+            return None
+        if schema.get("type", "object") != "object":
+            raise ValueError("parameters must be the JSON schema of an object")
+        return checked_schema(schema)
+
+
+class ToolDefinition(Request):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class ChosenFunction(Request):
+    name: str
+
+
+class NamedToolChoice(Request):
+    type: Literal["function"]
+    function: ChosenFunction
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -39,16 +93,11 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
-    # Not served yet (tool calling is being built, issue 11): refused by name, not ignored.
-    tools: list[Any] | None = None
-    tool_choice: Any = None
-
-    def to_engine(self) -> ChatRequest:
-        for name in ("tools", "tool_choice"):
-            if getattr(self, name) is not None:
-                raise InvalidRequest(f"`{name}` is not supported by this server yet: no model "
-                                     "here can call tools.", param=name)
+    def to_engine(self, *, split_reasoning: bool = True) -> ChatRequest:
         if self.top_logprobs and not self.logprobs:
             raise InvalidRequest("top_logprobs needs logprobs set to true", param="top_logprobs")
         sampling = self.sampling(
@@ -56,11 +105,46 @@ class ChatCompletionRequest(SamplingFields):
             top_logprobs=self.top_logprobs or 0, response_format=self.response_format,
         )
         messages = [plain_message(i, m) for i, m in enumerate(self.messages)]
-        return ChatRequest(messages=messages, sampling=sampling)
+        tools = self.engine_tools()
+        return ChatRequest(messages=messages, sampling=sampling, tools=tools,
+                           tool_choice=self.engine_tool_choice(tools),
+                           parallel_tool_calls=self.parallel_tool_calls is not False,
+                           split_reasoning=split_reasoning)
+
+    def engine_tools(self) -> list[Tool]:
+        tools: list[Tool] = []
+        for i, t in enumerate(self.tools or ()):
+            f = t.function
+            if any(seen.name == f.name for seen in tools):
+                raise InvalidRequest(f"The function name {f.name!r} is declared twice.",
+                                     param=f"tools[{i}].function.name")
+            tools.append(Tool(name=f.name, description=f.description,
+                              parameters=f.parameters or {}, strict=bool(f.strict)))
+        return tools
+
+    def engine_tool_choice(self, tools: list[Tool]) -> ToolChoice:
+        """OpenAI's default is `auto` with tools and `none` without; a forced call needs a
+        declared function."""
+        choice = self.tool_choice
+        if choice is None:
+            return "auto" if tools else "none"
+        if choice in ("auto", "none"):
+            return choice
+        if not tools:
+            raise InvalidRequest("tool_choice asks for a tool call, but no tools are given.",
+                                 param="tool_choice")
+        if not isinstance(choice, NamedToolChoice):
+            return "required"
+        if all(t.name != choice.function.name for t in tools):
+            raise InvalidRequest(f"tool_choice names the function {choice.function.name!r}, "
+                                 "which is not declared in tools.",
+                                 param="tool_choice.function.name")
+        return choice.function.name
 
 
 def plain_message(index: int, message: Message) -> ChatMessage:
-    """One message with its text parts joined; other part types are refused by name."""
+    """One message with its text parts joined (other part types are refused by name) and its
+    tool calls or the call it answers."""
     role = "system" if message.role == "developer" else message.role
     content: Any = message.content
     if isinstance(content, list):
@@ -72,4 +156,9 @@ def plain_message(index: int, message: Message) -> ChatMessage:
                     param=f"messages[{index}].content[{j}]")
             texts.append(part.text)
         content = "".join(texts)
-    return ChatMessage(role=role, content=content or "")
+    calls = [ToolCall(id=c.id or f"call_{index}_{j}", name=c.function.name,
+                      arguments=c.function.arguments if isinstance(c.function.arguments, str)
+                      else json.dumps(c.function.arguments))
+             for j, c in enumerate(message.tool_calls or ())]
+    return ChatMessage(role=role, content=content or "", name=message.name, tool_calls=calls,
+                       tool_call_id=message.tool_call_id)

@@ -46,15 +46,15 @@ class CompletionRequest(SamplingFields):
         return [x for x in p if isinstance(x, str | list)]
 
     def to_engine(self) -> list[EngineCompletion]:
-        if self.suffix:
-            raise InvalidRequest("suffix is not supported", param="suffix")
         if self.echo and self.logprobs is not None:
             raise InvalidRequest(
                 "echo together with logprobs is not supported: the backend gives no prompt "
                 "logprobs", param="echo")
         sampling = self.sampling(max_tokens=self.max_tokens, logprobs=self.logprobs is not None,
                                  top_logprobs=self.logprobs or 0)
-        return [EngineCompletion(prompt=p, sampling=sampling, echo=self.echo)
+        # `suffix` (fill in the middle) needs the model's FIM tokens: its worker says if not.
+        return [EngineCompletion(prompt=p, sampling=sampling, echo=self.echo,
+                                 suffix=self.suffix or None)
                 for p in self.prompts()]
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from pocketserve.api.capability import model_for
 from pocketserve.api.chat_answers import Shaper, stream_chunks, whole_response
-from pocketserve.api.deps import RegistryDep
+from pocketserve.api.deps import RegistryDep, SettingsDep
 from pocketserve.api.openapi import MODEL_CALL, answers
 from pocketserve.api.protocol.answers import (
     ChatCompletion,
@@ -22,6 +22,8 @@ from pocketserve.api.protocol.chat import ChatCompletionRequest
 from pocketserve.api.protocol.completions import CompletionRequest
 from pocketserve.api.protocol.tokenize import DetokenizeRequest, TokenizeRequest
 from pocketserve.api.streaming import primed, sse_response
+from pocketserve.catalog import takes_tools
+from pocketserve.errors import InvalidRequest
 from pocketserve.ops import chat as ops
 
 router = APIRouter()
@@ -30,9 +32,14 @@ router = APIRouter()
 @router.post("/v1/chat/completions", response_model=None, responses=answers(
     ChatCompletion, *MODEL_CALL, stream=(ChatCompletionChunk, ErrorResponse),
     description="The whole answer, or with `stream` its chunks as server-sent events."))
-async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep) -> Any:
+async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep,
+                           settings: SettingsDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
-    sources = [registry.stream(spec.id, ops.CHAT, body.to_engine())]
+    request = body.to_engine(split_reasoning=settings.reasoning_content)
+    if request.tools and not takes_tools(spec):
+        raise InvalidRequest(f"The model {spec.id!r} cannot take tools: its backend cannot "
+                             "call functions.", param="tools")
+    sources = [registry.stream(spec.id, ops.CHAT, request)]
     shaper = Shaper("chat", spec.id, logprobs=body.logprobs)
     if body.stream:
         chunks = stream_chunks(shaper, sources, body.n, body.include_usage)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pocketserve.api.deps import RegistryDep
 from pocketserve.api.openapi import answers
 from pocketserve.api.protocol.answers import Health, ModelList, ModelObject
+from pocketserve.catalog import takes_tools
 from pocketserve.serving.registry import ModelStatus
 
 router = APIRouter()
@@ -20,8 +21,10 @@ router = APIRouter()
 _OPTIONAL_INFO = ("dimensions", "scoring", "weights_file")
 
 
-def _model_object(status: ModelStatus, created: int) -> dict[str, Any]:
+def _model_object(status: ModelStatus, created: int, tools: bool) -> dict[str, Any]:
     extra = {k: status.info[k] for k in _OPTIONAL_INFO if k in status.info}
+    if status.capability == "chat":
+        extra["tools"] = tools  # whether requests with `tools` (function calling) may come
     return {
         "id": status.id, "object": "model", "created": created, "owned_by": "pocketserve",
         "capability": status.capability, "backend": status.backend, "aliases": status.aliases,
@@ -39,7 +42,8 @@ MODEL_ID = Annotated[str, Path(description="A model id or alias.", openapi_examp
 async def list_models(registry: RegistryDep) -> dict[str, Any]:
     created = registry.started_at
     return {"object": "list",
-            "data": [_model_object(s, created) for s in registry.statuses()]}
+            "data": [_model_object(s, created, takes_tools(registry.spec(s.id)))
+                     for s in registry.statuses()]}
 
 
 @router.get("/v1/models/{model_id:path}", response_model=None,
@@ -47,7 +51,7 @@ async def list_models(registry: RegistryDep) -> dict[str, Any]:
 async def get_model(model_id: MODEL_ID, registry: RegistryDep) -> dict[str, Any]:
     spec = registry.spec(model_id)
     status = next(s for s in registry.statuses() if s.id == spec.id)
-    return _model_object(status, registry.started_at)
+    return _model_object(status, registry.started_at, takes_tools(spec))
 
 
 @router.get("/health", response_model=None, responses={
