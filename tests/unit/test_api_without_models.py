@@ -88,15 +88,3 @@ def test_unexpected_error_is_500_envelope_with_request_id() -> None:
     assert "boom" not in reply.text  # no internals leak to the client
     assert reply.headers["x-request-id"] == "trace-500"
 
-
-def test_tools_are_refused_by_name_not_ignored() -> None:
-    from pocketserve.api.protocol.chat import ChatCompletionRequest
-    from pocketserve.errors import InvalidRequest
-
-    for extra in ({"tools": [{"type": "function", "function": {"name": "f"}}]},
-                  {"tool_choice": "required"}):
-        body = ChatCompletionRequest.model_validate(
-            {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra})
-        with pytest.raises(InvalidRequest) as err:
-            body.to_engine()
-        assert err.value.param == next(iter(extra))
