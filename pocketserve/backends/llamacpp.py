@@ -18,7 +18,13 @@ from typing import Any
 from pocketserve.backends import tool_calls
 from pocketserve.backends.chat_stream import THINK_OPEN
 from pocketserve.backends.gguf_parts import display_name, join_parts
-from pocketserve.backends.llamacpp_chunks import ChoiceParsers, UsageSum, plain_events
+from pocketserve.backends.llamacpp_chunks import (
+    ChoiceParsers,
+    StopWatch,
+    UsageSum,
+    own_stops,
+    plain_events,
+)
 from pocketserve.config import ModelSpec
 from pocketserve.engines.chat import ChatEngine, OnEvent
 from pocketserve.errors import (
@@ -34,6 +40,8 @@ from pocketserve.ops.chat import (
     ImagePart,
     SamplingParams,
     TokenizeRequest,
+    Tool,
+    ToolChoice,
 )
 
 log = logging.getLogger("pocketserve.llamacpp")
@@ -149,7 +157,7 @@ class LlamaCppBackend:
         if req.tools and not self.takes_tools:
             raise InvalidRequest("This model cannot take tools.", param="tools")
         structured = req.sampling.json_schema is not None or req.sampling.json_object
-        if (req.tools or any(m.tool_calls or m.role == "tool" for m in req.messages)
+        if (tool_calls.uses_tools(req.tools, req.messages)
                 or (structured and self.opens_thought)):  # the JSON comes after the thought
             self._chat_with_tools(req, on_event, cancelled)
             return
@@ -159,21 +167,15 @@ class LlamaCppBackend:
             body["reasoning_format"] = "none"
         parsers = ChoiceParsers(reasoning=req.split_reasoning, in_thought=self.opens_thought)
         self._stream(self._server.handle_chat_completions, body, on_event, cancelled,
-                     "messages", parsers if req.split_reasoning else None)
+                     "messages", parsers if req.split_reasoning else None,
+                     stops=own_stops(req.sampling))
 
     def _chat_with_tools(self, req: ChatRequest, on_event: OnEvent,
                          cancelled: threading.Event) -> None:
         """Render the conversation with the model's template, decode under the tool grammar
         (see tool_calls) and split the calls out of the text as they stream."""
         choice = req.tool_choice if req.tools else "none"  # only history, or only JSON
-        shown = [] if choice == "none" else req.tools
-        template: dict[str, Any] = {"add_generation_prompt": True, "messages":
-                                    tool_calls.template_messages(
-                                        req.messages, shown, native=self.native_tools,
-                                        text=_text)}
-        if shown and self.native_tools:
-            template["tools"] = [tool_calls.openai_tool(t) for t in shown]
-        prompt = str(self._http("/apply-template", template)["prompt"])
+        prompt, shown = self._tool_prompt(req.messages, req.tools, choice)
         in_thought = req.split_reasoning and self._opens_thought(prompt)
         body = self._sampling_body(req.sampling)
         body.pop("response_format", None)
@@ -188,7 +190,19 @@ class LlamaCppBackend:
         parsers = ChoiceParsers(reasoning=req.split_reasoning, in_thought=in_thought,
                                 tools=[t.name for t in shown])
         self._stream(self._server.handle_completions, body, on_event, cancelled, "messages",
-                     parsers, grammar_param="tools")
+                     parsers, grammar_param="tools", stops=own_stops(req.sampling))
+
+    def _tool_prompt(self, messages: list[ChatMessage], tools: list[Tool], choice: ToolChoice,
+                     generation: bool = True) -> tuple[str, list[Tool]]:
+        """The prompt of a conversation with tools or tool history, and the tools it shows
+        (none for `none`): what `_chat_with_tools` decodes from and TOKENIZE counts."""
+        shown = [] if choice == "none" else tools
+        template: dict[str, Any] = {"add_generation_prompt": generation, "messages":
+                                    tool_calls.template_messages(
+                                        messages, shown, native=self.native_tools, text=_text)}
+        if shown and self.native_tools:
+            template["tools"] = [tool_calls.openai_tool(t) for t in shown]
+        return str(self._http("/apply-template", template)["prompt"]), shown
 
     @staticmethod
     def _opens_thought(prompt: str) -> bool:
@@ -198,7 +212,8 @@ class LlamaCppBackend:
                  cancelled: threading.Event) -> None:
         body = self._sampling_body(req.sampling)
         body["prompt"] = req.prompt if req.suffix is None else self._fill_in(req)
-        self._stream(self._server.handle_completions, body, on_event, cancelled, "prompt")
+        self._stream(self._server.handle_completions, body, on_event, cancelled, "prompt",
+                     stops=own_stops(req.sampling))
 
     def _fill_in(self, req: CompletionRequest) -> list[int]:
         """The prompt and `suffix` around the model's fill-in-the-middle tokens; the user's
@@ -230,7 +245,9 @@ class LlamaCppBackend:
         }
         body.update({k: v for k, v in given.items() if v is not None})
         body.update(stream=True, stream_options={"include_usage": True}, n=s.n)
-        if s.stop:
+        if own_stops(s):
+            body["timings_per_token"] = True  # the usage, should we stop it (see StopWatch)
+        elif s.stop:
             body["stop"] = s.stop
         if s.logprobs:
             body["logprobs"] = True
@@ -246,9 +263,10 @@ class LlamaCppBackend:
     def _stream(self, handle: Any, body: dict[str, Any], on_event: OnEvent,
                 cancelled: threading.Event, prompt_param: str,
                 parsers: ChoiceParsers | None = None,
-                grammar_param: str = "response_format") -> None:
+                grammar_param: str = "response_format", stops: list[str] | None = None) -> None:
         usage = UsageSum()
         error: dict[str, Any] | None = None
+        watch = StopWatch(stops) if stops else None
 
         def callback(chunk: dict[str, Any]) -> bool:
             nonlocal error
@@ -256,10 +274,18 @@ class LlamaCppBackend:
                 error = chunk["error"]
                 return True
             for choice in chunk.get("choices", ()):
-                for event in (plain_events(choice) if parsers is None else parsers.events(choice)):
+                if watch is not None:
+                    choice = watch.choice(choice)
+                events = plain_events(choice) if parsers is None else parsers.events(choice)
+                if watch is not None:
+                    watch.mark(events)
+                for event in events:
                     on_event(event)
             if chunk.get("usage"):
                 usage.add(chunk["usage"])
+            if watch is not None:
+                watch.observe(chunk)
+                return cancelled.is_set() or watch.done
             return cancelled.is_set()
 
         try:
@@ -273,14 +299,19 @@ class LlamaCppBackend:
         if error is not None:
             raise _llama_error(error, prompt_param, grammar_param)
         if not cancelled.is_set():
-            on_event(usage.total())
+            on_event(watch.usage() if watch is not None and watch.done else usage.total())
 
     # -- tokenizer --------------------------------------------------------------------------
 
     def tokenize(self, req: TokenizeRequest) -> list[int]:
         text = req.prompt or ""
         add_special = req.add_special_tokens
-        if req.messages is not None:
+        if req.messages is not None and tool_calls.uses_tools(req.tools, req.messages):
+            choice = req.tool_choice if req.tools else "none"
+            text, _ = self._tool_prompt(req.messages, req.tools, choice,
+                                        req.add_generation_prompt)
+            add_special = False
+        elif req.messages is not None:
             messages = [_message(m) for m in req.messages]
             text = self._http("/apply-template", {
                 "messages": messages, "add_generation_prompt": req.add_generation_prompt,

@@ -6,7 +6,16 @@ from collections.abc import Collection
 from typing import Any
 
 from pocketserve.backends.chat_stream import ChoiceParser
-from pocketserve.ops.chat import ChatEvent, ReasoningDelta, TextDelta, TokenLogprob, TopLogprob
+from pocketserve.backends.stops import StopScanner
+from pocketserve.ops.chat import (
+    MAX_NAMED_STOP_CHARS,
+    ChatEvent,
+    ReasoningDelta,
+    SamplingParams,
+    TextDelta,
+    TokenLogprob,
+    TopLogprob,
+)
 from pocketserve.ops.common import Usage
 
 
@@ -78,3 +87,65 @@ def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
         )
         for lp in raw
     ]
+
+
+def own_stops(s: SamplingParams) -> list[str]:
+    """The stop strings watched here (StopWatch) rather than by llama.cpp, which does not say
+    which one matched: all of them, where one sequence is decoded and no logprobs are asked
+    for (a held-back piece of text would part from its logprobs), and none is long."""
+    watched = s.n == 1 and not s.logprobs and all(len(t) <= MAX_NAMED_STOP_CHARS
+                                                   for t in s.stop)
+    return s.stop if watched else []
+
+
+class StopWatch:
+    """The request's stop strings over llama.cpp's streamed choices, found here (see stops.py)
+    so the choice's last delta can name the one that matched. One choice only (n = 1): once a
+    string matches, the whole request is stopped.
+
+    llama.cpp's usage comes in its last chunk, which a stopped request never gets; with
+    `timings_per_token` every chunk carries its token counts, and the last seen are the usage.
+    """
+
+    def __init__(self, stops: list[str]):
+        self.scanner = StopScanner(stops)
+        self.timings: dict[str, Any] = {}
+
+    @property
+    def done(self) -> bool:
+        return self.scanner.matched is not None
+
+    def choice(self, choice: dict[str, Any]) -> dict[str, Any]:
+        """The choice with its text cut by the stop strings; the one a string ended gets
+        finish_reason "stop", and text held back is released when llama.cpp finishes."""
+        chat = "delta" in choice
+        text = ((choice["delta"] or {}).get("content") if chat else choice.get("text")) or ""
+        finish = choice.get("finish_reason")
+        out = self.scanner.feed(text)
+        if self.done:
+            finish = "stop"
+        elif finish is not None:
+            out += self.scanner.flush()
+        cut = {**choice, "finish_reason": finish}
+        if chat:
+            cut["delta"] = {**(choice["delta"] or {}), "content": out}
+        else:
+            cut["text"] = out
+        return cut
+
+    def mark(self, events: list[ChatEvent]) -> None:
+        """Name the matched stop string on the choice's finishing delta."""
+        if self.done:
+            for event in events:
+                if isinstance(event, TextDelta) and event.finish_reason is not None:
+                    event.stop_sequence = self.scanner.matched
+
+    def observe(self, chunk: dict[str, Any]) -> None:
+        if isinstance(chunk.get("timings"), dict):
+            self.timings = chunk["timings"]
+
+    def usage(self) -> Usage:
+        """Tokens so far: the prompt (evaluated plus reused from the cache) and generated."""
+        cached = int(self.timings.get("cache_n", 0))
+        prompt = int(self.timings.get("prompt_n", 0)) + cached
+        return Usage(prompt, int(self.timings.get("predicted_n", 0)), cached)

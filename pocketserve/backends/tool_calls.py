@@ -37,6 +37,12 @@ MAX_CALLS = 8  # calls in one answer at most: a small model may otherwise repeat
 _COMPACT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
+def uses_tools(tools: list[Tool], messages: list[ChatMessage]) -> bool:
+    """Whether a conversation is rendered here rather than by llama.cpp's chat: it has tools,
+    or earlier calls and results."""
+    return bool(tools) or any(m.tool_calls or m.role == "tool" for m in messages)
+
+
 def native_format(template: str, caps: dict[str, Any]) -> bool:
     """Whether the model's own template renders tools and Hermes-style calls."""
     return bool(caps.get("supports_tools")) and CALL_OPEN in template

@@ -34,6 +34,11 @@ class SamplingParams(msgspec.Struct, kw_only=True):
     json_object: bool = False
 
 
+# The longest stop string whose match a TextDelta names (`stop_sequence`): backends watch
+# for those themselves, which costs up to their length per streamed piece.
+MAX_NAMED_STOP_CHARS = 512
+
+
 class TextPart(msgspec.Struct, tag="text"):
     text: str
 
@@ -102,10 +107,16 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
 
 
 class TokenizeRequest(msgspec.Struct, kw_only=True):
+    """A prompt's tokens; `messages` are rendered exactly as a ChatRequest with the same
+    `tools` and `tool_choice` would be (the tools change the prompt), so counting them before
+    a call gives the prompt tokens the call reports."""
+
     prompt: str | None = None
     messages: list[ChatMessage] | None = None
     add_special_tokens: bool = True
     add_generation_prompt: bool = True
+    tools: list[Tool] = msgspec.field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
 
 
 class Tokens(msgspec.Struct):
@@ -138,12 +149,15 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "cancel
 
 
 class TextDelta(msgspec.Struct, tag="delta"):
-    """New text for choice `index`; `finish_reason` is set on the choice's last delta."""
+    """New text for choice `index`; `finish_reason` is set on the choice's last delta, and
+    `stop_sequence` there too when one of the request's stop strings ended it (Anthropic's
+    answer names it; the string itself is never part of the text)."""
 
     index: int
     text: str
     logprobs: list[TokenLogprob] | None = None
     finish_reason: FinishReason | None = None
+    stop_sequence: str | None = None
 
 
 class ReasoningDelta(msgspec.Struct, tag="reasoning"):
