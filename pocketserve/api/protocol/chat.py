@@ -11,14 +11,17 @@ from pocketserve.api.protocol.common import (
     Request,
     ResponseFormat,
     SamplingFields,
-    checked_schema,
     examples,
+    unsupported_content,
+)
+from pocketserve.api.protocol.tooling import (
+    FUNCTION_NAME,
+    engine_choice,
+    object_schema,
+    unique_tools,
 )
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import ChatMessage, ChatRequest, Tool, ToolCall, ToolChoice
-
-# OpenAI's rule for function names.
-FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
 class ContentPart(Request):
@@ -55,11 +58,7 @@ class FunctionDefinition(Request):
     @field_validator("parameters")
     @classmethod
     def _object_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        if schema is None:
-            return None
-        if schema.get("type", "object") != "object":
-            raise ValueError("parameters must be the JSON schema of an object")
-        return checked_schema(schema)
+        return object_schema(schema, "parameters")
 
 
 class ToolDefinition(Request):
@@ -112,34 +111,20 @@ class ChatCompletionRequest(SamplingFields):
                            split_reasoning=split_reasoning)
 
     def engine_tools(self) -> list[Tool]:
-        tools: list[Tool] = []
-        for i, t in enumerate(self.tools or ()):
-            f = t.function
-            if any(seen.name == f.name for seen in tools):
-                raise InvalidRequest(f"The function name {f.name!r} is declared twice.",
-                                     param=f"tools[{i}].function.name")
-            tools.append(Tool(name=f.name, description=f.description,
-                              parameters=f.parameters or {}, strict=bool(f.strict)))
-        return tools
+        return unique_tools(
+            (Tool(name=t.function.name, description=t.function.description,
+                  parameters=t.function.parameters or {}, strict=bool(t.function.strict))
+             for t in self.tools or ()),
+            lambda i: f"tools[{i}].function.name")
 
     def engine_tool_choice(self, tools: list[Tool]) -> ToolChoice:
-        """OpenAI's default is `auto` with tools and `none` without; a forced call needs a
-        declared function."""
+        """OpenAI's default is `auto` with tools and `none` without."""
         choice = self.tool_choice
-        if choice is None:
-            return "auto" if tools else "none"
-        if choice in ("auto", "none"):
-            return choice
-        if not tools:
-            raise InvalidRequest("tool_choice asks for a tool call, but no tools are given.",
-                                 param="tool_choice")
-        if not isinstance(choice, NamedToolChoice):
-            return "required"
-        if all(t.name != choice.function.name for t in tools):
-            raise InvalidRequest(f"tool_choice names the function {choice.function.name!r}, "
-                                 "which is not declared in tools.",
-                                 param="tool_choice.function.name")
-        return choice.function.name
+        if isinstance(choice, NamedToolChoice):
+            return engine_choice("named", choice.function.name, tools, param="tool_choice",
+                                 name_param="tool_choice.function.name")
+        return engine_choice(choice, None, tools, param="tool_choice",
+                             name_param="tool_choice.function.name")
 
 
 def plain_message(index: int, message: Message) -> ChatMessage:
@@ -151,9 +136,7 @@ def plain_message(index: int, message: Message) -> ChatMessage:
         texts = []
         for j, part in enumerate(content):
             if part.type != "text" or part.text is None:
-                raise InvalidRequest(
-                    f"content part of type {part.type!r} is not supported by this model",
-                    param=f"messages[{index}].content[{j}]")
+                raise unsupported_content(part.type, f"messages[{index}].content[{j}]")
             texts.append(part.text)
         content = "".join(texts)
     calls = [ToolCall(id=c.id or f"call_{index}_{j}", name=c.function.name,

@@ -38,6 +38,13 @@ def examples(*bodies: JsonDict) -> ConfigDict:
                       json_schema_extra={"examples": list(bodies)})
 
 
+def unsupported_content(kind: str, param: str) -> InvalidRequest:
+    """The refusal of a content part this server's models cannot read (images, documents),
+    worded the same for every API."""
+    return InvalidRequest(f"content part of type {kind!r} is not supported by this model",
+                          param=param)
+
+
 class StreamOptions(Request):
     include_usage: bool = False
 
