@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     memory_budget_mb: float | None = Field(
         default=None, gt=0, description="Memory all loaded models may use together; loading "
         "past it unloads the least recently used unpinned models first, else 503.")
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict, description="More names for served models, {alias: model id or "
+        "alias}, e.g. {\"claude-3-5-haiku-latest\": \"smollm2\", \"gpt-4o-mini\": \"smollm2\"}, "
+        "so clients that send a vendor's model name reach a local model. They join the model's "
+        "`aliases` in /v1/models (not entries of their own). An alias of a model that is not "
+        "served, or one that is already a served model's name, is logged and left out.")
     model_policies: dict[str, ModelPolicy] = Field(
         default_factory=dict, description="Per model id or alias: preload, pin, ttl_s, ...")
     shutdown_grace_s: float = Field(

@@ -81,6 +81,7 @@ class ModelRegistry:
         for name in settings.models:
             spec = catalog.find(name)
             self._models[spec.id] = self._served(spec)
+        self._aliases = self._resolved_aliases(settings.model_aliases)
         budget = settings.memory_budget_mb
         self._loader = Loader(self.metrics, None if budget is None else int(budget * MB),
                               lambda: list(self._models.values()))
@@ -144,15 +145,42 @@ class ModelRegistry:
 
     # -- lookup --------------------------------------------------------------------------------
 
-    def model(self, name: str) -> ServedModel:
-        """The served model for an id or alias; ModelNotFound names the served ones."""
+    def _find(self, name: str) -> ServedModel | None:
+        """The model for an id or one of its catalog aliases."""
         if name in self._models:
             return self._models[name]
-        for model in self._models.values():
-            if name in model.spec.aliases:
-                return model
+        return next((m for m in self._models.values() if name in m.spec.aliases), None)
+
+    def _resolved_aliases(self, aliases: dict[str, str]) -> dict[str, str]:
+        """The `model_aliases` setting as alias -> served id; one that shadows a served name
+        or points at no served model is logged and left out (a 404 like any unknown name)."""
+        resolved: dict[str, str] = {}
+        for alias, target in aliases.items():
+            model = self._find(target)
+            if self._find(alias) is not None:
+                log.warning("model_aliases: %r already names a served model; alias ignored",
+                            alias)
+            elif model is None:
+                log.warning("model_aliases: %r points at %r, which is not served; alias "
+                            "ignored", alias, target)
+            else:
+                resolved[alias] = model.id
+        return resolved
+
+    def model(self, name: str) -> ServedModel:
+        """The served model for an id or alias; ModelNotFound names the served ones."""
+        model = self._find(name)
+        if model is None and name in self._aliases:
+            model = self._models[self._aliases[name]]
+        if model is not None:
+            return model
         served = ", ".join(sorted(self._models)) or "none"
         raise ModelNotFound(f"The model {name!r} does not exist. Available models: {served}.")
+
+    def aliases(self, model_id: str) -> list[str]:
+        """Every other name of a served model: its catalog aliases, then configured ones."""
+        configured = [a for a, target in self._aliases.items() if target == model_id]
+        return [*self._models[model_id].spec.aliases, *configured]
 
     def worker(self, name: str) -> WorkerProcess:
         return self.model(name).worker
@@ -266,7 +294,7 @@ class ModelRegistry:
         w = m.worker
         return ModelStatus(
             id=m.id, capability=m.spec.capability, backend=m.spec.backend,
-            aliases=list(m.spec.aliases), state=m.state(), info=dict(w.info),
+            aliases=self.aliases(m.id), state=m.state(), info=dict(w.info),
             error=m.load_error or w.error, pid=w.pid if m.loaded else None, restarts=w.restarts,
             memory_bytes=m.memory_bytes(), pinned=m.policy.pin, in_flight=m.admission.in_flight,
             queued=m.admission.queued, idle_s=round(time.monotonic() - m.last_used, 3),
