@@ -1,4 +1,7 @@
-"""Every failure leaves as OpenAI's envelope {"error": {message, type, param, code}}.
+"""Every failure leaves as OpenAI's envelope {"error": {message, type, param, code}}, except on
+Anthropic's routes (/v1/messages...), where it leaves as Anthropic's {"type": "error", "error":
+{type, message}, "request_id"}: chosen by the request's path, so errors raised by middleware
+(keys, body size, rate limits) and validation are shaped for the client that called.
 
 On a WebSocket the same envelope goes out as the handshake's HTTP denial (ASGI's
 `websocket.http.response` extension) while the connection is not yet accepted; where the server
@@ -19,6 +22,7 @@ from starlette.types import Scope, Send
 from starlette.websockets import WebSocketState
 
 from pocketserve.errors import PocketserveError
+from pocketserve.serving.context import current_request
 
 DENIAL_EXTENSION = "websocket.http.response"
 
@@ -26,6 +30,36 @@ DENIAL_EXTENSION = "websocket.http.response"
 def error_body(message: str, kind: str, param: str | None = None,
                code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+# Anthropic's error type for each status; other 4xx are invalid_request_error, other 5xx
+# api_error. A model that is loading or restarting (503) is overloaded_error, like their 529.
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                    403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+                    429: "rate_limit_error", 500: "api_error", 503: "overloaded_error",
+                    504: "timeout_error", 529: "overloaded_error"}
+
+
+def anthropic_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+def anthropic_error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
+    """Anthropic's envelope; the parameter at fault leads the message, as in theirs."""
+    kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else
+                                "invalid_request_error")
+    if param and not message.startswith(f"{param}:"):
+        message = f"{param}: {message}"
+    ctx = current_request()
+    return {"type": "error", "error": {"type": kind, "message": message},
+            "request_id": ctx.request_id if ctx is not None else None}
+
+
+def body_for(path: str, exc: PocketserveError) -> dict[str, Any]:
+    """The error's body in the envelope of the API that `path` belongs to."""
+    if anthropic_path(path):
+        return anthropic_error_body(exc.status, exc.message, exc.param)
+    return error_body(exc.message, exc.kind, exc.param, exc.code)
 
 
 def close_code_for(status: int) -> int:
@@ -48,10 +82,12 @@ def supports_denial(scope: Scope) -> bool:
     return DENIAL_EXTENSION in scope.get("extensions", {})
 
 
-async def send_error(send: Send, exc: PocketserveError, websocket: bool = False) -> None:
-    """Answer from pure-ASGI middleware with OpenAI's envelope and the error's headers; with
-    `websocket`, as the denial response of a handshake (the server must support it)."""
-    body = json.dumps(error_body(exc.message, exc.kind, exc.param, exc.code)).encode()
+async def send_error(send: Send, exc: PocketserveError, websocket: bool = False,
+                     path: str = "") -> None:
+    """Answer from pure-ASGI middleware with the envelope of `path`'s API and the error's
+    headers; with `websocket`, as the denial response of a handshake (the server must support
+    it)."""
+    body = json.dumps(body_for(path, exc)).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
@@ -71,9 +107,9 @@ async def close_websocket(websocket: WebSocket, exc: PocketserveError) -> None:
         await websocket.close(close_code_for(exc.status), close_reason(exc.message))
 
 
-def error_response(exc: PocketserveError) -> JSONResponse:
-    return JSONResponse(error_body(exc.message, exc.kind, exc.param, exc.code),
-                        status_code=exc.status, headers=exc.headers() or None)
+def error_response(exc: PocketserveError, path: str = "") -> JSONResponse:
+    return JSONResponse(body_for(path, exc), status_code=exc.status,
+                        headers=exc.headers() or None)
 
 
 _SOURCES = ("body", "query", "path", "header", "cookie")
@@ -115,19 +151,25 @@ def _validation_response(request: Request, exc: RequestValidationError) -> JSONR
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     kind = str(first.get("type", "invalid_value"))
     if kind == "json_invalid":
-        return JSONResponse(error_body("The request body is not valid JSON.",
-                                       "invalid_request_error", None, "invalid_json"), 400)
+        return _invalid(request, "The request body is not valid JSON.", None, "invalid_json")
     loc = tuple(first.get("loc", ()))
     param = _param(loc)
     msg = str(first.get("msg", "invalid value"))
     if loc == ("body",):
         message, param = _whole_body(kind, _required_fields(request))
+    elif anthropic_path(request.url.path):
+        message = f"{msg}."  # Anthropic's "max_tokens: Field required."
     elif kind == "missing":
         message = f"Missing required parameter: '{param}'."
     else:
         message = f"Invalid value for '{param}': {msg}." if param else f"{msg}."
-    return JSONResponse(error_body(message, "invalid_request_error", param, kind),
-                        status_code=400)
+    return _invalid(request, message, param, kind)
+
+
+def _invalid(request: Request, message: str, param: str | None, code: str) -> JSONResponse:
+    if anthropic_path(request.url.path):
+        return JSONResponse(anthropic_error_body(400, message, param), status_code=400)
+    return JSONResponse(error_body(message, "invalid_request_error", param, code), 400)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -136,7 +178,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(conn, WebSocket):
             await close_websocket(conn, exc)
             return None
-        return error_response(exc)
+        return error_response(exc, conn.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -145,5 +187,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code,
+        body = (anthropic_error_body(exc.status_code, str(exc.detail))
+                if anthropic_path(request.url.path) else error_body(str(exc.detail), kind))
+        return JSONResponse(body, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))

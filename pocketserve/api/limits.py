@@ -26,7 +26,7 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(send, scope["path"])
             return
         if length is not None:
             await self.app(scope, receive, send)
@@ -39,7 +39,7 @@ class BodySizeLimit:
             messages.append(message)
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self._reject(send)
+                await self._reject(send, scope["path"])
                 return
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
@@ -49,10 +49,10 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, path: str) -> None:
         await send_error(send, PayloadTooLarge(
             f"The request body is larger than the limit of {self.max_bytes} bytes.",
-            code="request_too_large"))
+            code="request_too_large"), path=path)
 
 
 class ConnectionSlots:

@@ -96,12 +96,13 @@ class RequestContextMiddleware:
                                              started)
                 await self.app(scope, receive, send_with_id)
             except InvalidRequest as exc:
-                await send_error(send_with_id, exc)
+                await send_error(send_with_id, exc, path=scope["path"])
             except Exception:  # answered here, so even a 500 carries the request id
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 if not status:
                     await send_error(send_with_id, _ServerError(
-                        "The server had an error while processing the request."))
+                        "The server had an error while processing the request."),
+                        path=scope["path"])
             finally:
                 self._record(scope, ctx, CLIENT_CLOSED if ctx.client_gone else status or 500,
                              time.monotonic() - started)

@@ -79,4 +79,4 @@ async def answer_error(scope: Scope, send: Send, exc: PocketserveError, reason: 
     if scope["type"] == "websocket":
         await refuse(scope, send, exc, reason)
     else:
-        await send_error(send, exc)
+        await send_error(send, exc, path=scope["path"])
