@@ -17,6 +17,7 @@ from pocketserve.api.routes import (
     admin,
     chat,
     embeddings,
+    messages,
     models,
     rerank,
     speech,
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app, settings)
     app.include_router(chat.router)
+    app.include_router(messages.router)
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(speech.router)

@@ -21,18 +21,22 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from pocketserve.api.auth import is_open_path
+from pocketserve.api.errors import anthropic_path
 from pocketserve.api.protocol import answers as answers_
 from pocketserve.api.protocol.answers import ErrorResponse
+from pocketserve.api.protocol.message_answers import STREAM_EVENTS, AnthropicError
 from pocketserve.api.protocol.transcription import form_schema
 from pocketserve.config import Settings
 
 Responses = dict[int | str, dict[str, Any]]
 
-DESCRIPTION = """OpenAI's API (chat, completions, embeddings, speech, transcription) and
-vLLM's/Cohere's extras (tokenize, rerank), served by small local models.
+DESCRIPTION = """OpenAI's API (chat, completions, embeddings, speech, transcription),
+Anthropic's Messages API (/v1/messages) and vLLM's/Cohere's extras (tokenize, rerank), served by
+small local models.
 
-Every error is OpenAI's envelope `{"error": {"message", "type", "param", "code"}}`. Every answer
-carries `X-Request-ID`. The examples are real answers of the default models."""
+Every error is OpenAI's envelope `{"error": {"message", "type", "param", "code"}}`, except on
+/v1/messages routes: Anthropic's `{"type": "error", "error": {"type", "message"}, "request_id"}`.
+Every answer carries `X-Request-ID`. The examples are real answers of the default models."""
 
 ERRORS: dict[int, str] = {
     400: "Invalid request: bad JSON, a missing or invalid parameter (named in `error.param`), "
@@ -67,42 +71,52 @@ _ID_HEADER = {
 }
 
 
-def error(status: int) -> dict[str, Any]:
-    return {"model": ErrorResponse, "description": ERRORS[status]}
+def error(status: int, envelope: type[BaseModel] = ErrorResponse) -> dict[str, Any]:
+    return {"model": envelope, "description": ERRORS[status]}
 
 
 def answers(ok: type[BaseModel] | None, *errors: int, description: str = "OK",
-            stream: tuple[type[BaseModel], ...] = (), done: bool = True,
-            media: dict[str, dict[str, Any]] | None = None) -> Responses:
+            stream: tuple[type[BaseModel], ...] = (), done: bool = True, named: bool = False,
+            media: dict[str, dict[str, Any]] | None = None,
+            envelope: type[BaseModel] = ErrorResponse) -> Responses:
     """A route's `responses=`: `ok` as the JSON answer, `stream` as what each SSE event's data
-    may be (listed in DOC_MODELS; `done`: a last `data: [DONE]`), `media` for other answers
-    (audio, text), and `errors`."""
+    may be (listed in DOC_MODELS; `done`: a last `data: [DONE]`; `named`: each event has an
+    `event:` line naming its type, as Anthropic's), `media` for other answers (audio, text),
+    and `errors` in `envelope`."""
     content: dict[str, Any] = dict(media or {})
     if stream:
-        content[_SSE] = {"schema": sse_event(stream, done)}
+        content[_SSE] = {"schema": sse_event(stream, done and not named, named)}
     success: dict[str, Any] = {"description": description}
     if ok is not None:
         success["model"] = ok
     if content:
         success["content"] = content
-    return {200: success, **{status: error(status) for status in errors}}
+    return {200: success, **{status: error(status, envelope) for status in errors}}
 
 
 def ref(model: type[BaseModel]) -> str:
     return f"#/components/schemas/{model.__name__}"
 
 
-def sse_event(data: tuple[type[BaseModel], ...], done: bool) -> dict[str, Any]:
+def sse_event(data: tuple[type[BaseModel], ...], done: bool,
+              named: bool = False) -> dict[str, Any]:
     """One server-sent event, as OpenAPI 3.1 describes the items of a stream (3.2 would call
-    it `itemSchema`): `data` is JSON text of one of `data`, or the literal [DONE]."""
+    it `itemSchema`): `data` is JSON text of one of `data`, or the literal [DONE]; `named`:
+    its `event` is the data's `type`."""
     names = " or ".join(m.__name__ for m in data)
     json_data: dict[str, Any] = {
         "type": "string", "contentMediaType": "application/json",
         "contentSchema": {"anyOf": [{"$ref": ref(m)} for m in data]}}
     field = {"anyOf": [{"const": "[DONE]"}, json_data]} if done else json_data
     last = ", then `data: [DONE]`" if done else ""
-    return {"type": "object", "required": ["data"], "properties": {"data": field},
-            "description": f"Server-sent events: each `data:` is one {names} as JSON{last}."}
+    schema: dict[str, Any] = {
+        "type": "object", "required": ["data"], "properties": {"data": field},
+        "description": f"Server-sent events: each `data:` is one {names} as JSON{last}."}
+    if named:
+        schema["required"] = ["event", "data"]
+        schema["properties"]["event"] = {"type": "string", "description": "The data's `type`."}
+        schema["description"] += " Each `event:` names the data's `type`."
+    return schema
 
 
 # Schemas only the document refers to: the data of SSE events (see `answers(stream=...)`),
@@ -111,7 +125,7 @@ DOC_MODELS: tuple[type[BaseModel], ...] = (
     answers_.Transcription, answers_.VerboseTranscription, answers_.ChatCompletionChunk,
     answers_.Completion, answers_.SpeechAudioDelta, answers_.SpeechAudioDone,
     answers_.SpeechStreamError, answers_.TranscriptTextDelta, answers_.TranscriptTextDone,
-    ErrorResponse)
+    ErrorResponse, *STREAM_EVENTS)
 
 # Multipart forms FastAPI cannot see (parsed by hand): component name -> schema maker.
 FORMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -164,15 +178,16 @@ def _finish(operation: dict[str, Any], path: str, settings: Settings) -> None:
         if settings.rate_limit_requests_per_min or settings.rate_limit_tokens_per_min:
             extra.append(429)
         operation["security"] = [{"bearer": []}, {"apiKey": []}]
+    envelope = AnthropicError if anthropic_path(path) else ErrorResponse
     for status in extra:
-        responses.setdefault(str(status), _error_object(status))
+        responses.setdefault(str(status), _error_object(status, envelope))
     operation["responses"] = dict(sorted(responses.items()))
     operation.setdefault("parameters", []).extend([_TIMEOUT_HEADER, _ID_HEADER])
 
 
-def _error_object(status: int) -> dict[str, Any]:
+def _error_object(status: int, envelope: type[BaseModel]) -> dict[str, Any]:
     return {"description": ERRORS[status], "content": {"application/json": {
-        "schema": {"$ref": ref(ErrorResponse)}}}}
+        "schema": {"$ref": ref(envelope)}}}}
 
 
 def _add_security(document: dict[str, Any], settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """/openapi.json on an app serving no model: every route documents its errors in OpenAI's
-envelope, its request and its answer with examples, and the examples fit the schemas."""
+envelope (Anthropic's on /v1/messages routes), its request and its answer with examples, and
+the examples fit the schemas."""
 
 from __future__ import annotations
 
@@ -13,11 +14,21 @@ from pydantic import BaseModel
 
 from pocketserve.api.app import create_app
 from pocketserve.api.protocol.transcription import FORM_EXAMPLES, TranscriptionForm
-from pocketserve.api.routes import admin, chat, embeddings, models, rerank, speech, transcription
+from pocketserve.api.routes import (
+    admin,
+    chat,
+    embeddings,
+    messages,
+    models,
+    rerank,
+    speech,
+    transcription,
+)
 from pocketserve.config import Settings
 from tests.e2e.openapi_examples import events
 
 ENVELOPE = {"$ref": "#/components/schemas/ErrorResponse"}
+ANTHROPIC_ENVELOPE = {"$ref": "#/components/schemas/AnthropicError"}
 
 
 def _document(**settings: Any) -> dict[str, Any]:
@@ -43,15 +54,17 @@ def test_every_error_is_the_envelope_and_none_is_422(name: str, operation: dict[
     assert "400" in errors  # a bad X-Request-Timeout, on any route
     if "requestBody" in operation:
         assert "413" in errors
+    envelope = ANTHROPIC_ENVELOPE if name.startswith("POST /v1/messages") else ENVELOPE
     for code, response in errors.items():
         if name == "GET /health" and code == "503":
             continue  # /health answers its own body while not ready
-        assert response["content"]["application/json"]["schema"] == ENVELOPE, code
+        assert response["content"]["application/json"]["schema"] == envelope, code
 
 
 def test_model_routes_list_the_serving_errors() -> None:
     chat = DOC["paths"]["/v1/chat/completions"]["post"]["responses"]
     assert {"400", "404", "413", "429", "500", "503", "504"} <= set(chat)
+    assert set(chat) == set(DOC["paths"]["/v1/messages"]["post"]["responses"])
     assert set(DOC["paths"]["/v1/models"]["get"]["responses"]) == {"200", "400"}
 
 
@@ -88,7 +101,7 @@ def test_audio_forms_list_what_the_parser_reads() -> None:
 
 def _request_models() -> dict[str, type[BaseModel]]:
     found = {}
-    for module in (admin, embeddings, models, rerank, speech, chat, transcription):
+    for module in (admin, embeddings, models, rerank, speech, chat, transcription, messages):
         for route in module.router.routes:
             assert isinstance(route, APIRoute)
             field = route.body_field
