@@ -54,6 +54,13 @@ class ModelNotFound(PocketserveError):
         super().__init__(message, param, code or "model_not_found")
 
 
+class NotFound(PocketserveError):
+    """Something a request names by id (a stored response) does not exist, or no longer."""
+
+    status = 404
+    kind = "invalid_request_error"
+
+
 class ModelNotReady(PocketserveError):
     """The model exists but cannot answer now (loading, crashed and restarting, failed)."""
 
@@ -128,6 +135,6 @@ class Unauthorized(PocketserveError):
 _BY_NAME: dict[str, type[PocketserveError]] = {
     c.__name__: c
     for c in (PocketserveError, InvalidRequest, ContextLengthExceeded, ModelNotFound,
-              ModelNotReady, PayloadTooLarge, EngineFailure, RetryLater, QueueFull, RateLimited,
-              DeadlineExceeded, Unauthorized)
+              NotFound, ModelNotReady, PayloadTooLarge, EngineFailure, RetryLater, QueueFull,
+              RateLimited, DeadlineExceeded, Unauthorized)
 }
