@@ -164,3 +164,11 @@ def test_the_routes_need_a_key(tmp_path: Path) -> None:
         assert missing.json()["error"] == {"message": "Response with id 'resp_1' not found.",
                                            "type": "invalid_request_error",
                                            "param": "response_id", "code": None}
+
+
+def test_405_allows_every_method_of_the_path(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(models=[], data_dir=tmp_path))) as client:
+        reply = client.put("/v1/responses/resp_1")
+        assert reply.status_code == 405 and reply.headers["allow"] == "DELETE, GET"
+        assert reply.json()["error"]["type"] == "invalid_request_error"
+        assert client.get("/v1/responses").headers["allow"] == "POST"
