@@ -17,12 +17,14 @@ import pytest
 from openai import OpenAI
 from pydantic import BaseModel
 
+from tests.api.test_reasoning import THINKING_TEMPLATE
 from tests.api.tool_helpers import TIME, WEATHER, check_call
 from tests.conftest import RunningServer, start_server, stop_server, wait_healthy
-from tests.e2e.helpers import write_config
+from tests.e2e.helpers import smol_path, write_config
 
 MODEL = "smollm2-135m-instruct"
 FAKE = "echo"  # the fake backend: echoes the last user message; CRASH kills its worker
+THINKING = "smol-thinking"  # SmolLM2 whose template opens a <think> block (test_reasoning.py)
 FLAT_WEATHER = {"type": "function", **WEATHER["function"]}
 FLAT_TIME = {"type": "function", **TIME["function"]}
 # A question SmolLM2 answers in a few tokens and then stops (without the instruction it rambles).
@@ -34,8 +36,13 @@ CITY = {"type": "object", "additionalProperties": False, "required": ["city", "c
 
 
 def _start(data_dir: Path, models: list[str]) -> RunningServer:
-    extra = [{"id": FAKE, "capability": "chat", "backend": "fake", "source": "none:"}]
-    config = write_config(data_dir.parent, {"models": models, "extra_models": extra})
+    extra = [{"id": FAKE, "capability": "chat", "backend": "fake", "source": "none:"},
+             {"id": THINKING, "capability": "chat", "backend": "llamacpp",
+              "source": str(smol_path()),
+              "options": {"n_ctx": 2048, "n_parallel": 2, "chat_template": THINKING_TEMPLATE}}]
+    config = write_config(data_dir.parent, {
+        "models": models, "extra_models": extra,
+        "model_policies": {THINKING: {"preload": False}}})
     return start_server([], "--config", str(config),
                         env={"POCKETSERVE_DATA_DIR": str(data_dir)})
 
@@ -47,7 +54,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(data_dir: Path) -> Iterator[RunningServer]:
-    running = _start(data_dir, [MODEL, FAKE])
+    running = _start(data_dir, [MODEL, FAKE, THINKING])
     yield running
     stop_server(running)
 
@@ -217,6 +224,25 @@ def test_logprobs_when_included(client: OpenAI) -> None:
     final = events[-1].response.output[0].content[0].logprobs
     assert streamed and [t.token for t in streamed] == [t.token for t in final]
     assert all(len(t.top_logprobs) == 1 for t in streamed)
+
+
+def test_thinking_is_a_reasoning_item(client: OpenAI) -> None:
+    r = create(client, model=THINKING, input="What is the capital of France?",
+               max_output_tokens=24)
+    (thought, *_) = r.output
+    assert thought.type == "reasoning" and thought.id.startswith("rs_")
+    assert thought.summary == [] and thought.content[0].type == "reasoning_text"
+    assert thought.content[0].text and "<think>" not in thought.content[0].text
+    assert r.output_text == ""  # SmolLM2 answers inside the thought and never closes it
+    assert 0 < r.usage.output_tokens_details.reasoning_tokens <= r.usage.output_tokens
+    events = list(create(client, model=THINKING, input="What is the capital of France?",
+                         max_output_tokens=24, stream=True))
+    streamed = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    assert streamed == thought.content[0].text
+    assert events[-1].response.output[0].content[0].text == streamed
+    follow = create(client, model=THINKING, input="Thanks.", previous_response_id=r.id,
+                    max_output_tokens=16)  # the reasoning item is history, left out
+    assert follow.status in ("completed", "incomplete")
 
 
 def test_store_retrieve_list_delete(server: RunningServer, client: OpenAI) -> None:
