@@ -80,6 +80,12 @@ class EngineFailure(PocketserveError):
     """The model code failed in a way that is not the client's fault."""
 
 
+class StorageFailure(PocketserveError):
+    """The server's own storage (the stored-responses database) failed: a disk, not a model."""
+
+    kind = "server_error"
+
+
 class RetryLater(PocketserveError):
     """A refusal the client may retry; `retry_after_s` becomes the Retry-After header."""
 
@@ -135,6 +141,6 @@ class Unauthorized(PocketserveError):
 _BY_NAME: dict[str, type[PocketserveError]] = {
     c.__name__: c
     for c in (PocketserveError, InvalidRequest, ContextLengthExceeded, ModelNotFound,
-              NotFound, ModelNotReady, PayloadTooLarge, EngineFailure, RetryLater, QueueFull,
-              RateLimited, DeadlineExceeded, Unauthorized)
+              NotFound, ModelNotReady, PayloadTooLarge, EngineFailure, StorageFailure,
+              RetryLater, QueueFull, RateLimited, DeadlineExceeded, Unauthorized)
 }

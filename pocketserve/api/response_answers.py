@@ -273,7 +273,12 @@ async def stream_events(builder: ResponseBuilder, events: Source,
         except PocketserveError as exc:
             closing = builder.fail(exc)
     if on_end is not None:
-        await on_end(builder.response())
+        try:
+            await on_end(builder.response())
+        except PocketserveError as exc:  # not stored: the answer must not claim success
+            last = closing.pop()
+            failed = builder.fail(exc)[0]
+            closing.append({**failed, "sequence_number": last["sequence_number"]})
     for out in closing:
         yield out
 

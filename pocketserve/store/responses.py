@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pocketserve.errors import StorageFailure
+
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -74,7 +76,11 @@ class ResponseStore:
 
     def _locked(self, work: Callable[..., T], *args: Any) -> T:
         with self._lock:
-            return work(self._open(), *args)
+            try:
+                return work(self._open(), *args)
+            except (sqlite3.Error, OSError) as exc:
+                raise StorageFailure(f"The response store {self.path} failed: {exc}. Check "
+                                     "the server's data_dir.", code="storage_failure") from exc
 
     def _open(self) -> sqlite3.Connection:
         if self._db is None:

@@ -17,7 +17,7 @@ from pocketserve.api.app import create_app
 from pocketserve.api.protocol.responses import CreateResponse
 from pocketserve.api.response_answers import ResponseBuilder, settings_echo, stream_events
 from pocketserve.config import Settings
-from pocketserve.errors import InvalidRequest, ModelNotReady
+from pocketserve.errors import InvalidRequest, ModelNotReady, StorageFailure
 from pocketserve.ops.chat import ChatEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from pocketserve.ops.common import Usage
 
@@ -92,6 +92,26 @@ def test_failure_after_the_start_is_response_failed() -> None:
     assert failed.status == "failed" and failed.error is not None
     assert (failed.error.code, failed.error.message) == ("server_error", "The model crashed.")
     assert failed.output_text == "Hi"
+
+
+def test_a_response_that_cannot_be_stored_does_not_claim_success() -> None:
+    builder = ResponseBuilder("m", settings_echo(_body(), {}))
+
+    async def source() -> AsyncIterator[ChatEvent]:
+        yield TextDelta(0, "Hi", finish_reason="stop")
+
+    async def keep(response: dict[str, Any]) -> None:
+        raise StorageFailure("The response store failed.")
+
+    async def collect() -> list[dict[str, Any]]:
+        return [e async for e in stream_events(builder, source(), keep)]
+
+    events = asyncio.run(collect())
+    assert events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["error"]["message"] == "The response store failed."
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    for event in events:
+        SDK_EVENT.validate_python(event)
 
 
 def test_nothing_generated_is_still_one_empty_message() -> None:

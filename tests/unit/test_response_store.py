@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pocketserve.config import Settings
+from pocketserve.errors import StorageFailure
 from pocketserve.store.responses import ResponseStore, StoredResponse
 
 
@@ -80,3 +81,11 @@ def test_data_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert Settings(models=[]).data_dir == tmp_path / "pocketserve"
     monkeypatch.setenv("POCKETSERVE_DATA_DIR", str(tmp_path / "elsewhere"))
     assert Settings(models=[]).data_dir == tmp_path / "elsewhere"
+
+
+def test_a_broken_data_dir_is_a_storage_failure(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    store = ResponseStore(tmp_path / "file" / "responses.sqlite3")
+    with pytest.raises(StorageFailure, match="data_dir") as caught:
+        asyncio.run(store.get("resp_1"))
+    assert caught.value.status == 500 and caught.value.kind == "server_error"
