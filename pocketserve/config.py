@@ -121,6 +121,17 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         / "pocketserve",
         description="Where derived files are kept, e.g. GGUF weights re-encoded for batching.")
+    data_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("XDG_DATA_HOME")
+                                     or Path.home() / ".local" / "share") / "pocketserve",
+        description="Where the server keeps what must outlive a restart: stored responses "
+        "(responses.sqlite3). Created on first use.")
+    responses_max_stored: int | None = Field(
+        default=10_000, ge=1, description="Stored responses kept at most; past it the oldest "
+        "are deleted. None: no limit by count.")
+    responses_max_age_days: float | None = Field(
+        default=30.0, gt=0, description="Days a stored response is kept (OpenAI keeps them "
+        "30 days); older ones are gone. None: no limit by age.")
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413), "
         "and largest WebSocket message (the connection is closed with 1009 past it)."

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pocketserve.catalog import takes_tools
 from pocketserve.config import ModelSpec
 from pocketserve.errors import InvalidRequest
+from pocketserve.ops.chat import ChatRequest
 from pocketserve.serving.registry import ModelRegistry
 
 
@@ -14,3 +16,10 @@ def model_for(registry: ModelRegistry, name: str, capability: str, doing: str) -
         raise InvalidRequest(f"The model {spec.id!r} does not {doing} (it serves "
                              f"{spec.capability}).", param="model")
     return spec
+
+
+def check_tools(spec: ModelSpec, request: ChatRequest) -> None:
+    """Tools reach only models whose backend can call functions."""
+    if request.tools and not takes_tools(spec):
+        raise InvalidRequest(f"The model {spec.id!r} cannot take tools: its backend cannot "
+                             "call functions.", param="tools")

@@ -23,12 +23,13 @@ from pydantic.json_schema import models_json_schema
 from pocketserve.api.auth import is_open_path
 from pocketserve.api.protocol import answers as answers_
 from pocketserve.api.protocol.answers import ErrorResponse
+from pocketserve.api.protocol.response_shapes import STREAM_EVENTS
 from pocketserve.api.protocol.transcription import form_schema
 from pocketserve.config import Settings
 
 Responses = dict[int | str, dict[str, Any]]
 
-DESCRIPTION = """OpenAI's API (chat, completions, embeddings, speech, transcription) and
+DESCRIPTION = """OpenAI's API (chat, completions, responses, embeddings, speech, transcription) and
 vLLM's/Cohere's extras (tokenize, rerank), served by small local models.
 
 Every error is OpenAI's envelope `{"error": {"message", "type", "param", "code"}}`. Every answer
@@ -111,7 +112,7 @@ DOC_MODELS: tuple[type[BaseModel], ...] = (
     answers_.Transcription, answers_.VerboseTranscription, answers_.ChatCompletionChunk,
     answers_.Completion, answers_.SpeechAudioDelta, answers_.SpeechAudioDone,
     answers_.SpeechStreamError, answers_.TranscriptTextDelta, answers_.TranscriptTextDone,
-    ErrorResponse)
+    *STREAM_EVENTS, ErrorResponse)
 
 # Multipart forms FastAPI cannot see (parsed by hand): component name -> schema maker.
 FORMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

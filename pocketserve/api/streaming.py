@@ -69,3 +69,18 @@ def sse_response(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
         _frames(chunks), media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _typed_frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """`event: <type>` before each `data:`, and no [DONE] (the Responses API's framing)."""
+    async with aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            yield (b"event: " + str(event["type"]).encode() + b"\ndata: "
+                   + json.dumps(event, separators=(",", ":")).encode() + b"\n\n")
+
+
+def typed_sse_response(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    return StreamingResponse(
+        _typed_frames(events), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -13,7 +13,16 @@ from pydantic import BaseModel
 
 from pocketserve.api.app import create_app
 from pocketserve.api.protocol.transcription import FORM_EXAMPLES, TranscriptionForm
-from pocketserve.api.routes import admin, chat, embeddings, models, rerank, speech, transcription
+from pocketserve.api.routes import (
+    admin,
+    chat,
+    embeddings,
+    models,
+    rerank,
+    responses,
+    speech,
+    transcription,
+)
 from pocketserve.config import Settings
 from tests.e2e.openapi_examples import events
 
@@ -88,7 +97,7 @@ def test_audio_forms_list_what_the_parser_reads() -> None:
 
 def _request_models() -> dict[str, type[BaseModel]]:
     found = {}
-    for module in (admin, embeddings, models, rerank, speech, chat, transcription):
+    for module in (admin, embeddings, models, rerank, speech, chat, transcription, responses):
         for route in module.router.routes:
             assert isinstance(route, APIRoute)
             field = route.body_field

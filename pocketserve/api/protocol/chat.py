@@ -112,34 +112,49 @@ class ChatCompletionRequest(SamplingFields):
                            split_reasoning=split_reasoning)
 
     def engine_tools(self) -> list[Tool]:
-        tools: list[Tool] = []
-        for i, t in enumerate(self.tools or ()):
-            f = t.function
-            if any(seen.name == f.name for seen in tools):
-                raise InvalidRequest(f"The function name {f.name!r} is declared twice.",
-                                     param=f"tools[{i}].function.name")
-            tools.append(Tool(name=f.name, description=f.description,
-                              parameters=f.parameters or {}, strict=bool(f.strict)))
-        return tools
+        return engine_tools([t.function for t in self.tools or ()], "tools[{}].function.name")
 
     def engine_tool_choice(self, tools: list[Tool]) -> ToolChoice:
-        """OpenAI's default is `auto` with tools and `none` without; a forced call needs a
-        declared function."""
         choice = self.tool_choice
-        if choice is None:
-            return "auto" if tools else "none"
-        if choice in ("auto", "none"):
-            return choice
-        if not tools:
-            raise InvalidRequest("tool_choice asks for a tool call, but no tools are given.",
-                                 param="tool_choice")
-        if not isinstance(choice, NamedToolChoice):
-            return "required"
-        if all(t.name != choice.function.name for t in tools):
-            raise InvalidRequest(f"tool_choice names the function {choice.function.name!r}, "
-                                 "which is not declared in tools.",
-                                 param="tool_choice.function.name")
-        return choice.function.name
+        if isinstance(choice, NamedToolChoice):
+            return forced_function(choice.function.name, tools, "tool_choice.function.name")
+        return tool_mode(choice, tools)
+
+
+def engine_tools(functions: list[FunctionDefinition], name_param: str) -> list[Tool]:
+    """The declared functions as the engine's tools; a name declared twice is a 400 naming
+    the second (`name_param` with `{}` for its index)."""
+    tools: list[Tool] = []
+    for i, f in enumerate(functions):
+        if any(seen.name == f.name for seen in tools):
+            raise InvalidRequest(f"The function name {f.name!r} is declared twice.",
+                                 param=name_param.format(i))
+        tools.append(Tool(name=f.name, description=f.description,
+                          parameters=f.parameters or {}, strict=bool(f.strict)))
+    return tools
+
+
+def tool_mode(choice: str | None, tools: list[Tool], param: str = "tool_choice") -> ToolChoice:
+    """OpenAI's default is `auto` with tools and `none` without; `required` needs tools."""
+    if choice is None:
+        return "auto" if tools else "none"
+    if choice in ("auto", "none"):
+        return choice
+    if not tools:
+        raise InvalidRequest(f"{param} asks for a tool call, but no tools are given.",
+                             param=param)
+    return "required"
+
+
+def forced_function(name: str, tools: list[Tool], param: str) -> ToolChoice:
+    """A named function to call, which must be declared."""
+    if not tools:
+        raise InvalidRequest("tool_choice asks for a tool call, but no tools are given.",
+                             param="tool_choice")
+    if all(t.name != name for t in tools):
+        raise InvalidRequest(f"tool_choice names the function {name!r}, which is not declared "
+                             "in tools.", param=param)
+    return name
 
 
 def plain_message(index: int, message: Message) -> ChatMessage:
@@ -151,9 +166,7 @@ def plain_message(index: int, message: Message) -> ChatMessage:
         texts = []
         for j, part in enumerate(content):
             if part.type != "text" or part.text is None:
-                raise InvalidRequest(
-                    f"content part of type {part.type!r} is not supported by this model",
-                    param=f"messages[{index}].content[{j}]")
+                raise refused_part(part.type, f"messages[{index}].content[{j}]")
             texts.append(part.text)
         content = "".join(texts)
     calls = [ToolCall(id=c.id or f"call_{index}_{j}", name=c.function.name,
@@ -162,3 +175,9 @@ def plain_message(index: int, message: Message) -> ChatMessage:
              for j, c in enumerate(message.tool_calls or ())]
     return ChatMessage(role=role, content=content or "", name=message.name, tool_calls=calls,
                        tool_call_id=message.tool_call_id)
+
+
+def refused_part(kind: str, param: str) -> InvalidRequest:
+    """The 400 for a content part the model cannot read (images, audio, files)."""
+    return InvalidRequest(f"content part of type {kind!r} is not supported by this model",
+                          param=param)

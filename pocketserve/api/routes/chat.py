@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from pocketserve.api.capability import model_for
+from pocketserve.api.capability import check_tools, model_for
 from pocketserve.api.chat_answers import Shaper, stream_chunks, whole_response
 from pocketserve.api.deps import RegistryDep, SettingsDep
 from pocketserve.api.openapi import MODEL_CALL, answers
@@ -22,8 +22,6 @@ from pocketserve.api.protocol.chat import ChatCompletionRequest
 from pocketserve.api.protocol.completions import CompletionRequest
 from pocketserve.api.protocol.tokenize import DetokenizeRequest, TokenizeRequest
 from pocketserve.api.streaming import primed, sse_response
-from pocketserve.catalog import takes_tools
-from pocketserve.errors import InvalidRequest
 from pocketserve.ops import chat as ops
 
 router = APIRouter()
@@ -36,9 +34,7 @@ async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep,
                            settings: SettingsDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
     request = body.to_engine(split_reasoning=settings.reasoning_content)
-    if request.tools and not takes_tools(spec):
-        raise InvalidRequest(f"The model {spec.id!r} cannot take tools: its backend cannot "
-                             "call functions.", param="tools")
+    check_tools(spec, request)
     sources = [registry.stream(spec.id, ops.CHAT, request)]
     shaper = Shaper("chat", spec.id, logprobs=body.logprobs)
     if body.stream:
