@@ -14,7 +14,7 @@ as plain text (no tools) and as a required call: time to the first delta and mil
 output token after it, with the ratios.
 
     .venv/bin/python bench/tool_calls.py [--model ID] [--modes required,named,auto]
-                                         [--concurrency 4] [--latency-prompts 20]
+                                         [--concurrency 4] [--latency-prompts 20] [--cycle]
 """
 
 from __future__ import annotations
@@ -69,8 +69,10 @@ def ask(client: OpenAI, model: str, prompt: str, tools: list[dict[str, Any]],
     return outcome
 
 
-def share_run(client: OpenAI, model: str, mode: str, concurrency: int) -> None:
-    jobs = [(p, name) for name in TOOL_SETS for p in PROMPTS]
+def share_run(client: OpenAI, model: str, mode: str, concurrency: int, cycle: bool) -> None:
+    names = list(TOOL_SETS)
+    jobs = ([(p, names[i % len(names)]) for i, p in enumerate(PROMPTS)] if cycle
+            else [(p, name) for name in names for p in PROMPTS])
     with ThreadPoolExecutor(concurrency) as pool:
         outcomes = list(pool.map(lambda job: ask(client, model, job[0], TOOL_SETS[job[1]],
                                                  mode), jobs))
@@ -128,15 +130,18 @@ def main() -> None:
     parser.add_argument("--modes", default="required,named,auto")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--latency-prompts", type=int, default=20)
+    parser.add_argument("--cycle", action="store_true", help="each prompt with one tool set "
+                        "in turn (50 answers per mode, for slower models), not with all five")
     args = parser.parse_args()
     server = start_server([args.model], timeout_s=600)
     try:
         client = server.client(timeout=600)
-        print(f"{args.model}: {len(PROMPTS)} prompts x {len(TOOL_SETS)} tool sets per mode\n")
+        print(f"{args.model}: {len(PROMPTS)} prompts x "
+              f"{'one of ' if args.cycle else ''}{len(TOOL_SETS)} tool sets per mode\n")
         print("| tool_choice | answers | are calls | cut by max_tokens | valid of the calls "
               "not cut | of the named function |\n|---|---:|---:|---:|---:|---:|")
         for mode in [m for m in args.modes.split(",") if m]:
-            share_run(client, args.model, mode, args.concurrency)
+            share_run(client, args.model, mode, args.concurrency, args.cycle)
         if args.latency_prompts:
             latency_run(client, args.model, args.latency_prompts)
     finally:
