@@ -49,7 +49,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy pocketserve
 
 test: $(STAMP) espeak-ng lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 # Benchmarks print tables; they are never part of the test suite's pass/fail.
 bench: $(STAMP) espeak-ng

@@ -109,10 +109,11 @@ class Settings(BaseSettings):
         "`threads` option wins); default: every core this process may run on."
     )
     cpu_slicing: bool = Field(
-        default=False, description="When several models are busy at once, take turns on the "
+        default=True, description="When several models are busy at once, take turns on the "
         "CPU in short slices (pausing the others' workers), sized by priority; a model alone "
-        "is never paused. Off by default until bench/mixed_load.py has measured it (work in "
-        "progress, issue 9). False: all workers run at once and the kernel shares the cores.")
+        "is never paused. Linux only. False: all workers run at once and the kernel shares "
+        "the cores (then a chat stream keeps about 0.1 of its speed beside three other busy "
+        "models on 2 cores, against about 0.5 with slicing: bench/mixed_load.py).")
     cpu_slice_period_ms: float = Field(
         default=40.0, ge=5, le=1000, description="Length of one round of slices when models "
         "take turns: shorter evens out streams, longer costs fewer switches.")
@@ -120,6 +121,17 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         / "pocketserve",
         description="Where derived files are kept, e.g. GGUF weights re-encoded for batching.")
+    data_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("XDG_DATA_HOME")
+                                     or Path.home() / ".local" / "share") / "pocketserve",
+        description="Where the server keeps what must outlive a restart: stored responses "
+        "(responses.sqlite3). Created on first use.")
+    responses_max_stored: int | None = Field(
+        default=10_000, ge=1, description="Stored responses kept at most; past it the oldest "
+        "are deleted. None: no limit by count.")
+    responses_max_age_days: float | None = Field(
+        default=30.0, gt=0, description="Days a stored response is kept (OpenAI keeps them "
+        "30 days); older ones are gone. None: no limit by age.")
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413), "
         "and largest WebSocket message (the connection is closed with 1009 past it)."

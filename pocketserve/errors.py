@@ -54,6 +54,13 @@ class ModelNotFound(PocketserveError):
         super().__init__(message, param, code or "model_not_found")
 
 
+class NotFound(PocketserveError):
+    """Something a request names by id (a stored response) does not exist, or no longer."""
+
+    status = 404
+    kind = "invalid_request_error"
+
+
 class ModelNotReady(PocketserveError):
     """The model exists but cannot answer now (loading, crashed and restarting, failed)."""
 
@@ -71,6 +78,12 @@ class PayloadTooLarge(PocketserveError):
 
 class EngineFailure(PocketserveError):
     """The model code failed in a way that is not the client's fault."""
+
+
+class StorageFailure(PocketserveError):
+    """The server's own storage (the stored-responses database) failed: a disk, not a model."""
+
+    kind = "server_error"
 
 
 class RetryLater(PocketserveError):
@@ -128,6 +141,6 @@ class Unauthorized(PocketserveError):
 _BY_NAME: dict[str, type[PocketserveError]] = {
     c.__name__: c
     for c in (PocketserveError, InvalidRequest, ContextLengthExceeded, ModelNotFound,
-              ModelNotReady, PayloadTooLarge, EngineFailure, RetryLater, QueueFull, RateLimited,
-              DeadlineExceeded, Unauthorized)
+              NotFound, ModelNotReady, PayloadTooLarge, EngineFailure, StorageFailure,
+              RetryLater, QueueFull, RateLimited, DeadlineExceeded, Unauthorized)
 }

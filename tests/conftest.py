@@ -50,8 +50,10 @@ def start_server(models: list[str], *args: str, env: dict[str, str] | None = Non
     cmd = [sys.executable, "-m", "pocketserve", "serve", "--port", str(port), *args]
     for model in models:
         cmd += ["--model", model]
+    # Stored responses go to a fresh folder, never the user's data directory.
+    data = {"POCKETSERVE_DATA_DIR": tempfile.mkdtemp(prefix="pocketserve-data-")}
     proc = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})})
+                            env={**data, **os.environ, **(env or {})})
     os.close(fd)
     server = RunningServer(proc, port, Path(log_name))
     if wait_ready:

@@ -20,6 +20,7 @@ from pocketserve.api.routes import (
     messages,
     models,
     rerank,
+    responses,
     speech,
     transcription,
 )
@@ -28,11 +29,16 @@ from pocketserve.config import Settings
 from pocketserve.serving.metrics import Metrics
 from pocketserve.serving.ratelimit import RateLimiter
 from pocketserve.serving.registry import ModelRegistry
+from pocketserve.store.responses import ResponseStore
 
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
     registry = ModelRegistry(settings, Catalog(settings.extra_models), metrics)
+    days = settings.responses_max_age_days
+    store = ResponseStore(settings.data_dir / "responses.sqlite3",
+                          max_count=settings.responses_max_stored,
+                          max_age_s=None if days is None else days * 86400)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,16 +47,19 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await registry.stop()
+            store.close()
 
     app = FastAPI(title="pocketserve", version=__version__, lifespan=lifespan,
                   description=DESCRIPTION)
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
+    app.state.responses = store
     install_error_handlers(app)
     install_openapi(app, settings)
     app.include_router(chat.router)
     app.include_router(messages.router)
+    app.include_router(responses.router)
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(speech.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pocketserve.catalog import takes_tools
 from pocketserve.config import ModelSpec
 from pocketserve.errors import InvalidRequest
-from pocketserve.ops.chat import Tool
+from pocketserve.ops.chat import ChatRequest, TokenizeRequest
 from pocketserve.serving.registry import ModelRegistry
 
 
@@ -18,8 +18,8 @@ def model_for(registry: ModelRegistry, name: str, capability: str, doing: str) -
     return spec
 
 
-def check_tools(spec: ModelSpec, tools: list[Tool]) -> None:
-    """A request with tools needs a model whose backend can call them."""
-    if tools and not takes_tools(spec):
+def check_tools(spec: ModelSpec, request: ChatRequest | TokenizeRequest) -> None:
+    """Tools reach only models whose backend can call functions."""
+    if request.tools and not takes_tools(spec):
         raise InvalidRequest(f"The model {spec.id!r} cannot take tools: its backend cannot "
                              "call functions.", param="tools")

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from pocketserve.config import Settings
 from pocketserve.serving.registry import ModelRegistry
+from pocketserve.store.responses import ResponseStore
 
 
 async def get_settings(request: Request) -> Settings:
@@ -22,5 +23,10 @@ async def get_registry(request: Request) -> ModelRegistry:
     return cast(ModelRegistry, request.app.state.registry)
 
 
+async def get_response_store(request: Request) -> ResponseStore:
+    return cast(ResponseStore, request.app.state.responses)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+ResponseStoreDep = Annotated[ResponseStore, Depends(get_response_store)]

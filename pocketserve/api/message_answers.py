@@ -16,6 +16,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pocketserve.api.errors import anthropic_error_body
+from pocketserve.errors import PocketserveError
 from pocketserve.ops.chat import ChatEvent, ReasoningDelta, ToolCallDelta
 from pocketserve.ops.common import Usage
 
@@ -178,12 +180,17 @@ async def whole_message(shaper: MessageShaper, source: AsyncIterator[ChatEvent])
 
 async def message_events(shaper: MessageShaper,
                          source: AsyncIterator[ChatEvent]) -> AsyncIterator[dict[str, Any]]:
-    """The stream's events as the engine's events arrive."""
+    """The stream's events as the engine's events arrive; a failure after the start ends it
+    with an `error` event in Anthropic's envelope."""
     for item in shaper.start():
         yield item
-    async with aclosing(source):  # type: ignore[type-var]
-        async for event in source:
-            for item in shaper.add(event):
-                yield item
+    try:
+        async with aclosing(source):  # type: ignore[type-var]
+            async for event in source:
+                for item in shaper.add(event):
+                    yield item
+    except PocketserveError as exc:  # after the start: the stream's last event says why
+        yield anthropic_error_body(exc.status, exc.message, exc.param)
+        return
     for item in shaper.end():
         yield item

@@ -24,13 +24,14 @@ from pocketserve.api.auth import is_open_path
 from pocketserve.api.errors import anthropic_path
 from pocketserve.api.protocol import answers as answers_
 from pocketserve.api.protocol.answers import ErrorResponse
-from pocketserve.api.protocol.message_answers import STREAM_EVENTS, AnthropicError
+from pocketserve.api.protocol.message_answers import MESSAGE_EVENTS, AnthropicError
+from pocketserve.api.protocol.response_shapes import STREAM_EVENTS
 from pocketserve.api.protocol.transcription import form_schema
 from pocketserve.config import Settings
 
 Responses = dict[int | str, dict[str, Any]]
 
-DESCRIPTION = """OpenAI's API (chat, completions, embeddings, speech, transcription),
+DESCRIPTION = """OpenAI's API (chat, completions, responses, embeddings, speech, transcription),
 Anthropic's Messages API (/v1/messages) and vLLM's/Cohere's extras (tokenize, rerank), served by
 small local models.
 
@@ -125,7 +126,7 @@ DOC_MODELS: tuple[type[BaseModel], ...] = (
     answers_.Transcription, answers_.VerboseTranscription, answers_.ChatCompletionChunk,
     answers_.Completion, answers_.SpeechAudioDelta, answers_.SpeechAudioDone,
     answers_.SpeechStreamError, answers_.TranscriptTextDelta, answers_.TranscriptTextDone,
-    ErrorResponse, *STREAM_EVENTS)
+    *STREAM_EVENTS, ErrorResponse, *MESSAGE_EVENTS)
 
 # Multipart forms FastAPI cannot see (parsed by hand): component name -> schema maker.
 FORMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from fastapi.responses import StreamingResponse
 
-from pocketserve.api.errors import anthropic_error_body, error_body
+from pocketserve.api.errors import error_body
 from pocketserve.errors import PocketserveError
 
 T = TypeVar("T")
@@ -71,21 +71,16 @@ def sse_response(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     )
 
 
-async def _named_frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    """Anthropic's framing: each event named by its `type`, no [DONE]; a failure after the
-    answer began is an `error` event in Anthropic's envelope."""
+async def _typed_frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """`event: <type>` before each `data:`, and no [DONE] (the Responses API's framing)."""
     async with aclosing(events):  # type: ignore[type-var]
-        try:
-            async for event in events:
-                data = json.dumps(event, separators=(",", ":"))
-                yield f"event: {event['type']}\ndata: {data}\n\n".encode()
-        except PocketserveError as exc:
-            body = json.dumps(anthropic_error_body(exc.status, exc.message, exc.param))
-            yield f"event: error\ndata: {body}\n\n".encode()
+        async for event in events:
+            yield (b"event: " + str(event["type"]).encode() + b"\ndata: "
+                   + json.dumps(event, separators=(",", ":")).encode() + b"\n\n")
 
 
-def named_sse_response(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+def typed_sse_response(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(
-        _named_frames(events), media_type="text/event-stream",
+        _typed_frames(events), media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

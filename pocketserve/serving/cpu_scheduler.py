@@ -55,10 +55,11 @@ class Slice:
 def plan_slices(busy: list[Member]) -> list[Slice]:
     """The slices of one period for these busy members; [] when nothing needs to be paused
     (at most one group busy). Heaviest first, fractions summing to 1."""
-    groups: list[tuple[tuple[str, ...], int]] = [((m.name,), m.weight) for m in busy if m.gang]
+    groups: list[tuple[tuple[str, ...], float]] = [((m.name,), m.weight) for m in busy if m.gang]
     shared = [m for m in busy if not m.gang]
-    if shared:  # they run side by side, so the most urgent of them sets the slice
-        groups.append((tuple(m.name for m in shared), max(m.weight for m in shared)))
+    if shared:  # they split one slice, so it weighs what one of them weighs on average
+        groups.append((tuple(m.name for m in shared),
+                       sum(m.weight for m in shared) / len(shared)))
     if len(groups) < 2:
         return []
     total = sum(w for _, w in groups)
@@ -170,26 +171,32 @@ class CpuScheduler:
             self._quit.wait(self.poll_s)
             return
         self.periods += 1
-        by_name = {m.name: m for m in busy}
+        by_name = {m.name: m for m in members if m.pid() is not None}
         for piece in slices:
             if self._quit.is_set():
                 return
-            for m in busy:
-                if m.name not in piece.members:
-                    self._pause(m)
+            self._pause_others(piece, by_name)
             for name in piece.members:
                 self._resume(name)
             self._hold(piece, by_name)
 
+    def _pause_others(self, piece: Slice, by_name: dict[str, Member]) -> None:
+        for m in by_name.values():
+            if m.name not in piece.members:
+                self._pause(m)
+
     def _hold(self, piece: Slice, by_name: dict[str, Member]) -> None:
         """Let a slice run its time, ending early once its members have no work; meanwhile
-        continue at once any stopped worker that must not stay paused."""
+        continue at once any stopped worker that must not stay paused, and stop any other
+        that got work since the slice began (it waits for the next period: running beside a
+        gang slice would make that gang's threads spin)."""
         end = self._clock() + piece.fraction * self.period_s
         while (left := end - self._clock()) > 0 and not self._quit.is_set():
             self._quit.wait(min(self.poll_s, left))
             self._release_ineligible(by_name)
             if not any(by_name[n].busy() for n in piece.members):
                 return
+            self._pause_others(piece, by_name)
 
     def _release_ineligible(self, by_name: dict[str, Member]) -> None:
         for name in list(self._stopped):

@@ -78,7 +78,18 @@ def _operation_examples(method: str, path: str, operation: dict[str, Any],
             for kind, example in bodies]
 
 
-def send(base_url: str, example: Example, audio_dir: Path) -> httpx.Response:
+# Routes that read a stored response name the one the last example of POST /v1/responses made
+# (their paths come after it in the document; DELETE comes last).
+EARLIER = {"response_id": "POST /v1/responses"}
+
+
+def send(base_url: str, example: Example, audio_dir: Path,
+         earlier: dict[str, str] | None = None) -> httpx.Response:
+    """The example's request; `{name}` left in its path is filled from `earlier` (what
+    `remember` kept of earlier answers)."""
+    path = example.path
+    for name, value in (earlier or {}).items():
+        path = path.replace("{" + name + "}", value)
     files = None
     data: dict[str, Any] | None = None
     if example.form is not None:
@@ -86,8 +97,15 @@ def send(base_url: str, example: Example, audio_dir: Path) -> httpx.Response:
         data = {k: json.dumps(v) if isinstance(v, bool) else v for k, v in data.items()}
         name = example.form["file"]
         files = {"file": (name, _audio(name, audio_dir).read_bytes(), "audio/wav")}
-    return httpx.request(example.method, base_url + example.path, json=example.json,
+    return httpx.request(example.method, base_url + path, json=example.json,
                          data=data, files=files, params=example.params, timeout=60)
+
+
+def remember(example: Example, reply: httpx.Response, earlier: dict[str, str]) -> None:
+    """Keep the id of a JSON answer that later examples' paths name (see EARLIER)."""
+    for name, key in EARLIER.items():
+        if example.key == key and media_type(reply) == "application/json":
+            earlier[name] = reply.json()["id"]
 
 
 def _audio(name: str, audio_dir: Path) -> Path:
@@ -164,10 +182,12 @@ def record(base_url: str) -> dict[str, dict[str, dict[str, Any]]]:
     """Send every example and keep each answer, named after its request's position."""
     document = httpx.get(base_url + "/openapi.json").json()
     out: dict[str, dict[str, dict[str, Any]]] = {}
+    earlier: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for example in requests_of(document):
-            reply = send(base_url, example, Path(tmp))
+            reply = send(base_url, example, Path(tmp), earlier)
             reply.raise_for_status()
+            remember(example, reply, earlier)
             kind = media_type(reply)
             if kind.startswith("audio/"):
                 continue  # binary audio: the document gives its media type only

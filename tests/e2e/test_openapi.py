@@ -32,6 +32,7 @@ from tests.e2e.openapi_examples import (
     events,
     media_type,
     recorded,
+    remember,
     requests_of,
     send,
     shape,
@@ -60,10 +61,12 @@ def test_every_example_is_answered_as_documented(server: RunningServer) -> None:
     document = httpx.get(server.base_url + "/openapi.json").json()
     unmatched = {(key, media, name) for key, by_media in _documented(document).items()
                  for media, named in by_media.items() for name in named}
+    earlier: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for example in requests_of(document):
-            reply = send(server.base_url, example, Path(tmp))
+            reply = send(server.base_url, example, Path(tmp), earlier)
             assert reply.status_code == 200, (example, reply.text)
+            remember(example, reply, earlier)
             kind = media_type(reply)
             content = _operation(document, example)["responses"]["200"]["content"]
             assert kind in content, (example, kind)

@@ -80,6 +80,24 @@ def test_a_slice_ends_early_when_its_model_goes_idle_and_idle_models_are_continu
     assert signals.sent == [(20, STOP), (20, CONT)] and not sched.paused("chat")
 
 
+def test_a_model_that_gets_work_during_a_gang_slice_is_stopped_within_a_poll() -> None:
+    """Idle when the period was planned, busy a moment later: left running, it would take a
+    core from the gang model's spinning threads until the next period."""
+    chat, stt = Model("chat", 10, 4, True), Model("stt", 30, 2, False)
+    embed = Model("embed", 20, 1, False, busy=False)
+    sched, signals = _scheduler(chat, stt, embed, period_s=1.0)
+    threading.Timer(0.05, lambda: setattr(embed, "busy", True)).start()
+    sched.start()
+    try:
+        time.sleep(0.15)  # inside chat's first slice (2/3 of a second)
+        assert signals.sent[0] == (30, STOP)
+        assert (20, STOP) in signals.sent and sched.paused("embed") and sched.paused("stt")
+        assert not sched.paused("chat")
+    finally:
+        sched.stop()
+    assert not sched.paused("embed") and not sched.paused("stt")
+
+
 def test_a_worker_that_stops_serving_is_continued_within_a_poll() -> None:
     """Unload or restart while paused: continued at once, not at the end of the slice."""
     chat, embed = Model("chat", 10, 4, True), Model("embed", 20, 1, False)

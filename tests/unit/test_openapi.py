@@ -21,6 +21,7 @@ from pocketserve.api.routes import (
     messages,
     models,
     rerank,
+    responses,
     speech,
     transcription,
 )
@@ -101,7 +102,8 @@ def test_audio_forms_list_what_the_parser_reads() -> None:
 
 def _request_models() -> dict[str, type[BaseModel]]:
     found = {}
-    for module in (admin, embeddings, models, rerank, speech, chat, transcription, messages):
+    for module in (admin, embeddings, models, rerank, speech, chat, transcription, responses,
+                   messages):
         for route in module.router.routes:
             assert isinstance(route, APIRoute)
             field = route.body_field

@@ -203,6 +203,8 @@ class ModelObject(Answer):
     dimensions: int | None = None
     scoring: str | None = None
     weights_file: str | None = None
+    tools: bool | None = Field(default=None, description="Chat models: whether requests with "
+                               "`tools` (function calling) are taken.")
 
 
 class ModelList(Answer):

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from pocketserve.api.protocol.common import Request, unsupported_content
+from pocketserve.api.protocol.chat import refused_part
+from pocketserve.api.protocol.common import Request
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import ChatMessage, ToolCall
 
@@ -69,7 +70,7 @@ def _converted(i: int, role: str, content: str | list[InputBlock]) -> list[ChatM
         if block.type == "text":
             texts.append(_required(block.text, f"{where}.text"))
         elif block.type in _MEDIA:
-            raise unsupported_content(block.type, where)
+            raise refused_part(block.type, where)
         elif block.type in _SKIPPED and role == "assistant":
             continue
         elif block.type == "tool_use" and role == "assistant":
@@ -96,7 +97,7 @@ def _result_text(block: InputBlock, where: str) -> str:
         parts = []
         for k, inner in enumerate(content):
             if inner.type != "text":
-                raise unsupported_content(inner.type, f"{where}.content[{k}]")
+                raise refused_part(inner.type, f"{where}.content[{k}]")
             parts.append(_required(inner.text, f"{where}.content[{k}].text"))
         content = "\n".join(parts)
     text = content or ""

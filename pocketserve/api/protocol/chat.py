@@ -11,17 +11,14 @@ from pocketserve.api.protocol.common import (
     Request,
     ResponseFormat,
     SamplingFields,
+    checked_schema,
     examples,
-    unsupported_content,
-)
-from pocketserve.api.protocol.tooling import (
-    FUNCTION_NAME,
-    engine_choice,
-    object_schema,
-    unique_tools,
 )
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import ChatMessage, ChatRequest, Tool, ToolCall, ToolChoice
+
+# OpenAI's rule for function names.
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
 class ContentPart(Request):
@@ -111,20 +108,49 @@ class ChatCompletionRequest(SamplingFields):
                            split_reasoning=split_reasoning)
 
     def engine_tools(self) -> list[Tool]:
-        return unique_tools(
-            (Tool(name=t.function.name, description=t.function.description,
-                  parameters=t.function.parameters or {}, strict=bool(t.function.strict))
-             for t in self.tools or ()),
-            lambda i: f"tools[{i}].function.name")
+        return engine_tools([t.function for t in self.tools or ()], "tools[{}].function.name")
 
     def engine_tool_choice(self, tools: list[Tool]) -> ToolChoice:
-        """OpenAI's default is `auto` with tools and `none` without."""
         choice = self.tool_choice
         if isinstance(choice, NamedToolChoice):
-            return engine_choice("named", choice.function.name, tools, param="tool_choice",
-                                 name_param="tool_choice.function.name")
-        return engine_choice(choice, None, tools, param="tool_choice",
-                             name_param="tool_choice.function.name")
+            return forced_function(choice.function.name, tools, "tool_choice.function.name")
+        return tool_mode(choice, tools)
+
+
+def engine_tools(functions: list[FunctionDefinition], name_param: str) -> list[Tool]:
+    """The declared functions as the engine's tools; a name declared twice is a 400 naming
+    the second (`name_param` with `{}` for its index)."""
+    tools: list[Tool] = []
+    for i, f in enumerate(functions):
+        if any(seen.name == f.name for seen in tools):
+            raise InvalidRequest(f"The function name {f.name!r} is declared twice.",
+                                 param=name_param.format(i))
+        tools.append(Tool(name=f.name, description=f.description,
+                          parameters=f.parameters or {}, strict=bool(f.strict)))
+    return tools
+
+
+def tool_mode(choice: str | None, tools: list[Tool], param: str = "tool_choice") -> ToolChoice:
+    """OpenAI's default is `auto` with tools and `none` without; `required` needs tools."""
+    if choice is None:
+        return "auto" if tools else "none"
+    if choice in ("auto", "none"):
+        return choice
+    if not tools:
+        raise InvalidRequest(f"{param} asks for a tool call, but no tools are given.",
+                             param=param)
+    return "required"
+
+
+def forced_function(name: str, tools: list[Tool], param: str) -> ToolChoice:
+    """A named function to call, which must be declared."""
+    if not tools:
+        raise InvalidRequest("tool_choice asks for a tool call, but no tools are given.",
+                             param="tool_choice")
+    if all(t.name != name for t in tools):
+        raise InvalidRequest(f"tool_choice names the function {name!r}, which is not declared "
+                             "in tools.", param=param)
+    return name
 
 
 def plain_message(index: int, message: Message) -> ChatMessage:
@@ -136,7 +162,7 @@ def plain_message(index: int, message: Message) -> ChatMessage:
         texts = []
         for j, part in enumerate(content):
             if part.type != "text" or part.text is None:
-                raise unsupported_content(part.type, f"messages[{index}].content[{j}]")
+                raise refused_part(part.type, f"messages[{index}].content[{j}]")
             texts.append(part.text)
         content = "".join(texts)
     calls = [ToolCall(id=c.id or f"call_{index}_{j}", name=c.function.name,
@@ -145,3 +171,19 @@ def plain_message(index: int, message: Message) -> ChatMessage:
              for j, c in enumerate(message.tool_calls or ())]
     return ChatMessage(role=role, content=content or "", name=message.name, tool_calls=calls,
                        tool_call_id=message.tool_call_id)
+
+
+def object_schema(schema: dict[str, Any] | None, field: str) -> dict[str, Any] | None:
+    """A tool's parameters (`field`): a valid JSON schema of an object, else ValueError,
+    which the API answers as a 400 naming the field."""
+    if schema is None:
+        return None
+    if schema.get("type", "object") != "object":
+        raise ValueError(f"{field} must be the JSON schema of an object")
+    return checked_schema(schema)
+
+
+def refused_part(kind: str, param: str) -> InvalidRequest:
+    """The 400 for a content part the model cannot read (images, audio, files)."""
+    return InvalidRequest(f"content part of type {kind!r} is not supported by this model",
+                          param=param)

@@ -38,13 +38,6 @@ def examples(*bodies: JsonDict) -> ConfigDict:
                       json_schema_extra={"examples": list(bodies)})
 
 
-def unsupported_content(kind: str, param: str) -> InvalidRequest:
-    """The refusal of a content part this server's models cannot read (images, documents),
-    worded the same for every API."""
-    return InvalidRequest(f"content part of type {kind!r} is not supported by this model",
-                          param=param)
-
-
 class StreamOptions(Request):
     include_usage: bool = False
 
@@ -80,11 +73,10 @@ Temperature = Annotated[float | None, Field(default=None, ge=0, le=2)]
 Penalty = Annotated[float | None, Field(default=None, ge=-2, le=2)]
 
 
-class SamplingFields(Body):
-    """The sampling parameters chat and completions share, and their conversion."""
+class SamplingKnobs(Body):
+    """The sampling parameters every text-generation API takes (chat, completions, responses),
+    and their one conversion to the engine's parameters."""
 
-    model: str
-    max_tokens: int | None = Field(default=None, ge=1)
     temperature: Temperature = None
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
@@ -94,10 +86,6 @@ class SamplingFields(Body):
     repetition_penalty: float | None = Field(default=None, gt=0)
     seed: int | None = None
     stop: str | list[str] | None = None
-    n: int = Field(default=1, ge=1, le=64)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    user: str | None = None
 
     @field_validator("stop")
     @classmethod
@@ -106,25 +94,42 @@ class SamplingFields(Body):
             raise ValueError("at most 16 stop sequences")
         return stop
 
+    def sampling_params(self, *, max_tokens: int | None, n: int = 1, logprobs: bool = False,
+                        top_logprobs: int = 0, response_format: ResponseFormat | None = None,
+                        format_param: str = "response_format") -> SamplingParams:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        params = SamplingParams(
+            max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
+            top_k=self.top_k, min_p=self.min_p, presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty, repetition_penalty=self.repetition_penalty,
+            seed=self.seed, stop=[s for s in stop if s], n=n, logprobs=logprobs,
+            top_logprobs=top_logprobs,
+        )
+        if response_format is not None and response_format.type == "json_schema":
+            if response_format.json_schema is None:
+                raise InvalidRequest(f"{format_param} of type json_schema needs `json_schema`",
+                                     param=f"{format_param}.json_schema")
+            params.json_schema = response_format.json_schema.schema_
+        elif response_format is not None and response_format.type == "json_object":
+            params.json_object = True
+        return params
+
+
+class SamplingFields(SamplingKnobs):
+    """The request fields chat and completions share."""
+
+    model: str
+    max_tokens: int | None = Field(default=None, ge=1)
+    n: int = Field(default=1, ge=1, le=64)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
     def sampling(self, *, max_tokens: int | None, logprobs: bool, top_logprobs: int,
                  response_format: ResponseFormat | None = None) -> SamplingParams:
-        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        params = SamplingParams(
-            max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
-            top_k=self.top_k, min_p=self.min_p, presence_penalty=self.presence_penalty,
-            frequency_penalty=self.frequency_penalty, repetition_penalty=self.repetition_penalty,
-            seed=self.seed, stop=[s for s in stop if s], n=self.n, logprobs=logprobs,
-            top_logprobs=top_logprobs,
-        )
-        if response_format is not None and response_format.type == "json_schema":
-            if response_format.json_schema is None:
-                raise InvalidRequest("response_format of type json_schema needs `json_schema`",
-                                     param="response_format.json_schema")
-            params.json_schema = response_format.json_schema.schema_
-        elif response_format is not None and response_format.type == "json_object":
-            params.json_object = True
-        return params
+        return self.sampling_params(max_tokens=max_tokens, n=self.n, logprobs=logprobs,
+                                    top_logprobs=top_logprobs, response_format=response_format)

@@ -130,5 +130,5 @@ class MessageStopEvent(Answer):
     type: Literal["message_stop"]
 
 
-STREAM_EVENTS = (MessageStartEvent, PingEvent, ContentBlockStartEvent, ContentBlockDeltaEvent,
+MESSAGE_EVENTS = (MessageStartEvent, PingEvent, ContentBlockStartEvent, ContentBlockDeltaEvent,
                  ContentBlockStopEvent, MessageDeltaEvent, MessageStopEvent, AnthropicError)

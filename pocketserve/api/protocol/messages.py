@@ -15,14 +15,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from pocketserve.api.protocol.blocks import CacheControl, InputBlock, conversation
-from pocketserve.api.protocol.common import Body, Request, checked_schema, examples
-from pocketserve.api.protocol.tooling import (
+from pocketserve.api.protocol.chat import (
     FUNCTION_NAME,
-    Choice,
-    engine_choice,
+    FunctionDefinition,
+    engine_tools,
+    forced_function,
     object_schema,
-    unique_tools,
+    tool_mode,
 )
+from pocketserve.api.protocol.common import Body, Request, checked_schema, examples
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.chat import (
     MAX_NAMED_STOP_CHARS,
@@ -130,7 +131,7 @@ class MessagesInput(Body):
         return head + conversation(self.messages)
 
     def engine_tools(self) -> list[Tool]:
-        tools = []
+        functions = []
         for i, t in enumerate(self.tools or ()):
             if t.type not in (None, "custom"):
                 raise InvalidRequest(f"Server tools (type {t.type!r}) are not available on "
@@ -139,22 +140,19 @@ class MessagesInput(Body):
             if t.input_schema is None:
                 raise InvalidRequest(f"Missing required parameter: 'tools[{i}].input_schema'.",
                                      param=f"tools[{i}].input_schema")
-            tools.append(Tool(name=t.name, description=t.description,
-                              parameters=t.input_schema, strict=bool(t.strict)))
-        return unique_tools(tools, lambda i: f"tools[{i}].name", what="tool")
+            functions.append(FunctionDefinition(name=t.name, description=t.description,
+                                                parameters=t.input_schema, strict=t.strict))
+        return engine_tools(functions, "tools[{}].name")
 
     def engine_tool_choice(self, tools: list[Tool]) -> ToolChoice:
         choice = self.tool_choice
-        if choice is None:
-            return engine_choice(None, None, tools, param="tool_choice",
-                                 name_param="tool_choice.name")
-        if choice.type == "tool" and not choice.name:
+        if choice is None or choice.type != "tool":
+            modes = {"auto": "auto", "any": "required", "none": "none"}
+            return tool_mode(None if choice is None else modes[choice.type], tools)
+        if not choice.name:
             raise InvalidRequest("tool_choice of type `tool` needs the tool's `name`.",
                                  param="tool_choice.name")
-        kind: dict[str, Choice] = {"auto": "auto", "any": "required", "none": "none",
-                                   "tool": "named"}
-        return engine_choice(kind[choice.type], choice.name, tools, param="tool_choice",
-                             name_param="tool_choice.name", what="tool")
+        return forced_function(choice.name, tools, "tool_choice.name")
 
     @property
     def thinking_shown(self) -> Literal["shown", "omitted", "hidden"]:

@@ -34,7 +34,7 @@ async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep,
                            settings: SettingsDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
     request = body.to_engine(split_reasoning=settings.reasoning_content)
-    check_tools(spec, request.tools)
+    check_tools(spec, request)
     sources = [registry.stream(spec.id, ops.CHAT, request)]
     shaper = Shaper("chat", spec.id, logprobs=body.logprobs)
     if body.stream:

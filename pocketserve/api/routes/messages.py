@@ -12,31 +12,31 @@ from pocketserve.api.deps import RegistryDep, SettingsDep
 from pocketserve.api.message_answers import MessageShaper, message_events, whole_message
 from pocketserve.api.openapi import MODEL_CALL, answers
 from pocketserve.api.protocol.message_answers import (
-    STREAM_EVENTS,
+    MESSAGE_EVENTS,
     AnthropicError,
     AnthropicMessage,
     MessageTokensCount,
 )
 from pocketserve.api.protocol.messages import CountTokensRequest, MessagesRequest
-from pocketserve.api.streaming import named_sse_response, primed
+from pocketserve.api.streaming import primed, typed_sse_response
 from pocketserve.ops import chat as ops
 
 router = APIRouter()
 
 
 @router.post("/v1/messages", response_model=None, responses=answers(
-    AnthropicMessage, *MODEL_CALL, stream=STREAM_EVENTS, named=True, envelope=AnthropicError,
+    AnthropicMessage, *MODEL_CALL, stream=MESSAGE_EVENTS, named=True, envelope=AnthropicError,
     description="The whole message, or with `stream` its events (server-sent, each named by "
                 "its type)."))
 async def create_message(body: MessagesRequest, registry: RegistryDep,
                          settings: SettingsDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
     request = body.to_engine(split_reasoning=settings.reasoning_content)
-    check_tools(spec, request.tools)
+    check_tools(spec, request)
     source = await primed(registry.stream(spec.id, ops.CHAT, request))
     shaper = MessageShaper(spec.id, thinking=body.thinking_shown)
     if body.stream:
-        return named_sse_response(message_events(shaper, source))
+        return typed_sse_response(message_events(shaper, source))
     return await whole_message(shaper, source)
 
 
@@ -45,6 +45,6 @@ async def create_message(body: MessagesRequest, registry: RegistryDep,
 async def count_tokens(body: CountTokensRequest, registry: RegistryDep) -> dict[str, Any]:
     spec = model_for(registry, body.model, "chat", "generate text")
     request = body.to_engine()
-    check_tools(spec, request.tools)
+    check_tools(spec, request)
     reply = await registry.call(spec.id, ops.TOKENIZE, request, ops.Tokens)
     return {"input_tokens": len(reply.tokens)}
