@@ -25,6 +25,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from pocketserve.backends.silero_vad import StreamingSilero
 from pocketserve.catalog import resolve_source
 from pocketserve.config import ModelSpec
 from pocketserve.engines.batching import Batcher, Cancelled
@@ -81,6 +82,9 @@ class FasterWhisperBackend:
 
     def close(self) -> None:
         self.decoder.close()
+
+    def speech_probabilities(self) -> StreamingSilero:
+        return StreamingSilero()
 
     def transcribe(self, audio: npt.NDArray[np.float32], req: TranscriptionRequest,
                    on_event: OnEvent, cancelled: threading.Event) -> None:
