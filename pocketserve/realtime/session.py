@@ -27,6 +27,17 @@ from pocketserve.realtime.response import Models, ResponseParams, ResponseRun, e
 
 log = logging.getLogger("pocketserve.realtime")
 
+# Server events the beta (`OpenAI-Beta: realtime=v1`) named otherwise; the rest kept their names.
+BETA_NAMES = {
+    "response.output_text.delta": "response.text.delta",
+    "response.output_text.done": "response.text.done",
+    "response.output_audio.delta": "response.audio.delta",
+    "response.output_audio.done": "response.audio.done",
+    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+    "response.output_audio_transcript.done": "response.audio_transcript.done",
+    "conversation.item.added": "conversation.item.created",
+}
+
 
 class Transport(Protocol):
     async def receive(self) -> str | bytes | None:
@@ -43,8 +54,9 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 class RealtimeSession:
     def __init__(self, models: Models, transport: Transport, config: SessionConfig,
-                 idle_timeout_s: float | None = None):
+                 idle_timeout_s: float | None = None, beta: bool = False):
         self.models = models
+        self.beta = beta  # send the beta's event names
         self.transport = transport
         self.config = config
         self.idle_timeout_s = idle_timeout_s
@@ -69,6 +81,8 @@ class RealtimeSession:
         }
 
     async def send(self, event: dict[str, Any]) -> None:
+        if self.beta and event["type"] in BETA_NAMES:
+            event = {**event, "type": BETA_NAMES[event["type"]]}
         self._outbox.put_nowait({"event_id": new_id("event"), **event})
 
     async def run(self) -> None:

@@ -47,6 +47,7 @@ async def realtime(websocket: WebSocket, model: str | None = None) -> None:
             exc.message, exc.kind, exc.code or "model_not_found", exc.param)}))
         await websocket.close(1008, "unusable model")
         return
+    beta = "realtime=v1" in websocket.headers.get("openai-beta", "")
     session = RealtimeSession(registry, _WebSocketTransport(websocket), config,
-                              settings.realtime_idle_timeout_s)
+                              settings.realtime_idle_timeout_s, beta=beta)
     await session.run()
