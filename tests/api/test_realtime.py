@@ -5,9 +5,11 @@ answered in speech, cancel, barge-in, bad events, keys and the idle timeout."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import time
+import warnings
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from tests.stt_helpers import espeak, wer
 
 KEY = "sk-realtime-test"
 IDLE_S = 6
+SESSIONS_PER_KEY = 3
 QUESTION = "What is the capital of France?"
 RATE = 24_000
 
@@ -39,7 +42,8 @@ def server() -> Iterator[RunningServer]:
         env={"POCKETSERVE_API_KEYS": json.dumps([KEY]),
              "POCKETSERVE_REALTIME_TRANSCRIPTION_MODEL": "whisper-tiny.en",
              "POCKETSERVE_REALTIME_IDLE_TIMEOUT_S": str(IDLE_S),
-             "POCKETSERVE_REALTIME_TEMPERATURE": "0"})
+             "POCKETSERVE_REALTIME_TEMPERATURE": "0",
+             "POCKETSERVE_MAX_WEBSOCKET_CONNECTIONS_PER_KEY": str(SESSIONS_PER_KEY)})
     yield running
     stop_server(running)
 
@@ -53,8 +57,12 @@ def conn(server: RunningServer) -> Iterator[RealtimeConnection]:
 
 def recv(conn: RealtimeConnection, timeout: float = 60) -> Any:
     """The next server event, parsed by the SDK; fails instead of hanging."""
-    # The SDK's recv() has no timeout; its websocket underneath does.
-    return conn.parse_event(conn._connection.recv(timeout=timeout, decode=False))
+    # The SDK's recv() has no timeout; its websocket underneath does. (That socket was opened
+    # by the SDK without `with`, so websockets warns on its direct use; not ours to change.)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        raw = conn._connection.recv(timeout=timeout, decode=False)
+    return conn.parse_event(raw)
 
 
 def until(conn: RealtimeConnection, kind: str, timeout: float = 300) -> list[Any]:
@@ -295,6 +303,27 @@ def test_keys_are_required_and_the_subprotocol_is_accepted(server: RunningServer
         created = json.loads(ws.recv(timeout=10))
         assert created["type"] == "session.created"
         assert created["session"]["model"] == "smollm2-135m-instruct"
+
+
+def test_sessions_per_key_are_bounded(server: RunningServer) -> None:
+    url = f"ws://127.0.0.1:{server.port}/v1/realtime"
+    auth = {"Authorization": f"Bearer {KEY}"}
+    with contextlib.ExitStack() as stack:
+        for _ in range(SESSIONS_PER_KEY):
+            ws = stack.enter_context(connect(url, additional_headers=auth, open_timeout=10))
+            assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+        with pytest.raises(InvalidStatus) as refused, connect(url, additional_headers=auth):
+            pass
+        assert refused.value.response.status_code == 429
+    deadline = time.monotonic() + 10
+    while True:  # the slots come back as the sessions close
+        try:
+            with connect(url, additional_headers=auth) as ws:
+                assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+                break
+        except InvalidStatus:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
 
 
 def test_an_unusable_model_and_the_idle_timeout(server: RunningServer) -> None:
