@@ -72,6 +72,7 @@ class FasterWhisperBackend:
             window_s=float(opts.get("batch_window_s", 0.5)))
         self._model.model = self.decoder
         self.languages: Sequence[str] = list(self._model.supported_languages)
+        StreamingSilero()  # loads the VAD model now, not on a live stream's first frames
         self.can_translate = bool(self.decoder.is_multilingual)
 
     def info(self) -> dict[str, Any]:

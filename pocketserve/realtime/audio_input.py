@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from pocketserve.errors import PocketserveError
+from pocketserve.errors import EngineFailure, PocketserveError
 from pocketserve.ops.transcription import (
     LISTEN,
     AudioFrame,
@@ -130,13 +130,15 @@ class AudioInput:
                 ready.set_result(stream)
                 async for event in stream.events():
                     await self._on_event(listener, event)
-        except PocketserveError as exc:
+        except Exception as exc:
+            error = exc if isinstance(exc, PocketserveError) else EngineFailure(
+                f"Live transcription failed: {exc!r}")
             if not ready.done():
-                ready.set_exception(exc)
+                ready.set_exception(error)
                 return
-            log.error("live transcription failed: %s", exc.message)
-            await self.send(error_event(exc.message, exc.kind, exc.code or "transcription_failed",
-                                        exc.param))
+            log.error("live transcription failed: %s", error.message)
+            await self.send(error_event(error.message, error.kind,
+                                        error.code or "transcription_failed", error.param))
         finally:
             if self._listener is listener:
                 self._listener = None

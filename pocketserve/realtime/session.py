@@ -138,6 +138,10 @@ class RealtimeSession:
             await self.send(error_event(exc.message, exc.kind, exc.code, exc.param, event_id))
         except PocketserveError as exc:
             await self.send(error_event(exc.message, exc.kind, exc.code, exc.param, event_id))
+        except Exception:  # a bug here must not end the session
+            log.exception("realtime event failed")
+            await self.send(error_event("The server had an error while processing the event.",
+                                        "server_error", "server_error", None, event_id))
 
     # -- session and audio -----------------------------------------------------------------
 
