@@ -48,9 +48,11 @@ def listen(backend: ListenBackend, req: ListenRequest, emit: Emit, call: Call) -
     assert call.inputs is not None  # the worker gives every streamed-input op its inputs
     resampler = PcmTo16k(req.sample_rate)
     detector = (None if req.turn_detection is None
-                else TurnDetector(req.turn_detection, backend.speech_probabilities()))
+                else TurnDetector(req.turn_detection, backend.speech_probabilities(),
+                                  max_turn_s=req.max_seconds))
     held: list[npt.NDArray[np.float32]] = []  # without turn detection: everything sent
     utterances = 0
+    held_samples = 0
 
     def turns(samples: npt.NDArray[np.float32], final: bool = False) -> None:
         nonlocal utterances
@@ -72,6 +74,11 @@ def listen(backend: ListenBackend, req: ListenRequest, emit: Emit, call: Call) -
         samples = resampler.feed(frame.pcm)
         if detector is None:
             held.append(samples)
+            held_samples += len(samples)
+            if held_samples > req.max_seconds * RATE:
+                raise InvalidRequest(f"More than {req.max_seconds:g} s of audio without a "
+                                     "commit; commit (or clear) more often.", param="audio",
+                                     code="input_audio_buffer_too_long")
         else:
             turns(samples)
     if call.cancelled.is_set():

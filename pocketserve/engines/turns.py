@@ -5,7 +5,8 @@ are tested on synthetic audio without any model. Audio is 16 kHz mono float32, j
 windows of 512 samples (32 ms, Silero's window). Speech starts on the first window whose
 probability reaches `threshold`; it stops once the probability has stayed below
 `threshold - 0.15` (faster-whisper's hysteresis) for `silence_duration_ms`. The utterance
-carries `prefix_padding_ms` of the audio before its start, and the silence that ended it.
+carries `prefix_padding_ms` of the audio before its start, and the silence that ended it. A turn
+longer than `max_turn_s` is cut there, so one that never pauses cannot grow without bound.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ Turn = Started | Stopped
 
 
 class TurnDetector:
-    def __init__(self, params: TurnDetection, probabilities: SpeechProbabilities):
+    def __init__(self, params: TurnDetection, probabilities: SpeechProbabilities,
+                 max_turn_s: float | None = None):
         self.params = params
+        self._max_windows = None if max_turn_s is None else max(1, int(max_turn_s * RATE
+                                                                        // WINDOW))
         self._probabilities = probabilities
         self._neg_threshold = max(params.threshold - 0.15, 0.01)
         import numpy as np
@@ -104,6 +108,8 @@ class TurnDetector:
             self._silence_ms = 0.0
             return Started(self._start_ms)
         self._speech.append(window)
+        if self._max_windows is not None and len(self._speech) >= self._max_windows:
+            return self._stop()  # too long to hold: cut here; speech goes on as a new turn
         if p >= self.params.threshold:
             self._silence_ms = 0.0
         elif p < self._neg_threshold:

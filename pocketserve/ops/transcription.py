@@ -94,6 +94,9 @@ class ListenRequest(msgspec.Struct, kw_only=True):
     language: str | None = None
     prompt: str | None = None
     turn_detection: TurnDetection | None = None
+    # The longest audio held for one transcript: a turn that goes on longer is cut there (and
+    # the next one starts); without turn detection, more uncommitted audio is refused.
+    max_seconds: float = 300.0
 
 
 class AudioFrame(msgspec.Struct):

@@ -82,6 +82,14 @@ def test_two_utterances_and_a_higher_threshold_hears_nothing() -> None:
     assert _feed(deaf, audio) == []
 
 
+def test_a_turn_that_never_pauses_is_cut_at_the_limit() -> None:
+    params = TurnDetection(prefix_padding_ms=0)
+    turns = _feed(TurnDetector(params, _loudness, max_turn_s=1.0), _tone(2.5))
+    assert [type(t) for t in turns] == [Started, Stopped, Started, Stopped, Started, Stopped]
+    assert turns[1].end_ms == 992 and turns[2].start_ms == 992  # 31 whole windows
+    assert sum(len(t.audio) for t in turns if isinstance(t, Stopped)) == 2.5 * RATE
+
+
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[Audio, str, str]:
     folder = tmp_path_factory.mktemp("turns")
