@@ -32,6 +32,10 @@ Ev = TypeVar("Ev")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 # The end of a sentence (or a line) that more text has followed: what is before it can be said.
 _SAYABLE = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)|\n")
+# Before the first audio, a clause is enough once it is this long: the first words then leave
+# before a long first sentence is complete.
+_CLAUSE = re.compile(r"[,;:](?=\s)")
+FIRST_CLAUSE_CHARS = 40
 
 
 class Models(Protocol):
@@ -144,7 +148,8 @@ class ResponseRun:
                     await self.send({**self._where(), "type": delta_type,
                                      "delta": event.text})
                     unsaid += event.text
-                    if speaker is not None and (cut := _last_end(unsaid)):
+                    first = unsaid == (self.item.text or "")  # nothing handed over yet
+                    if speaker is not None and (cut := _last_end(unsaid, first)):
                         sentences.put_nowait(unsaid[:cut])
                         unsaid = unsaid[cut:]
             if speaker is not None:
@@ -215,11 +220,16 @@ class ResponseRun:
         }
 
 
-def _last_end(text: str) -> int:
-    """Where the last complete sentence of `text` ends (0: none yet)."""
+def _last_end(text: str, first: bool = False) -> int:
+    """Where the last complete sentence of `text` ends (0: none yet); for the `first` words
+    of an answer, a long enough clause will do."""
     end = 0
     for match in _SAYABLE.finditer(text):
         end = match.end()
+    if not end and first:
+        for match in _CLAUSE.finditer(text):
+            if match.end() >= FIRST_CLAUSE_CHARS:
+                return match.end()
     return end
 
 

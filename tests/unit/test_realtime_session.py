@@ -212,3 +212,19 @@ def test_an_idle_session_is_closed() -> None:
         assert transport.closed == (1000, "idle timeout")
 
     asyncio.run(scenario())
+
+
+def test_a_long_first_sentence_starts_speaking_at_a_clause() -> None:
+    async def scenario() -> None:
+        models = FakeModels(["The capital of France is Paris,", " a city of lights and art,",
+                             " and of", " bread.", " Yes,", " it is."])
+        transport, task = await _session(models)
+        _user(transport, "Hi")
+        transport.put(type="response.create")
+        await transport.wait_for("response.done")
+        transport.inbox.put_nowait(None)
+        await task
+        assert models.spoken == ["The capital of France is Paris, a city of lights and art,",
+                                 "and of bread.", "Yes, it is."]
+
+    asyncio.run(scenario())
