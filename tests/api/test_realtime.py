@@ -230,6 +230,21 @@ def test_speaking_over_the_answer_cancels_it(conn: RealtimeConnection,
     assert events[-1].response.status == "completed"
 
 
+def test_a_commit_with_server_vad_ends_the_turn_at_once(conn: RealtimeConnection,
+                                                       question: bytes) -> None:
+    audio_session(conn, create_response=False)
+    append(conn, question[: len(question) - int(1.2 * RATE) * 2], pace=20.0)  # no silence
+    until(conn, "input_audio_buffer.speech_started")
+    conn.input_audio_buffer.commit()
+    events = until(conn, "conversation.item.input_audio_transcription.completed")
+    assert of(events, "input_audio_buffer.speech_stopped")
+    assert wer(QUESTION, events[-1].transcript) <= 0.35, events[-1].transcript
+    conn.input_audio_buffer.commit()  # nothing left to commit
+    rest = until(conn, "error")
+    assert rest[-1].error.code == "input_audio_buffer_commit_empty"
+    assert not of(events + rest, "response.created")  # create_response is off
+
+
 def test_manual_commit_without_vad(conn: RealtimeConnection, question: bytes) -> None:
     text_session(conn)
     append(conn, question, pace=50.0)
