@@ -102,6 +102,21 @@ class AudioInput:
             task.cancel()
         await asyncio.gather(*self._finishing, return_exceptions=True)
 
+    async def transcribe(self, item: Item, pcm: bytes, config: SessionConfig) -> None:
+        """The audio of a created item, heard by a listener of its own (no VAD)."""
+        listener = _Listener(offset_ms=0.0, vad=False)
+        listener.pending.append(item)
+        request = ListenRequest(sample_rate=INPUT_RATE, language=config.language,
+                                prompt=config.prompt)
+        ready: asyncio.Future[OpStream[ListenEvent]] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            self._listen(listener, config.transcription_model, request, ready))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        stream = await ready
+        stream.send(AudioFrame(pcm))
+        stream.end_input()
+
     def _detach(self) -> OpStream[ListenEvent]:
         listener, self._listener = self._listener, None
         assert listener is not None and listener.stream is not None and listener.task

@@ -8,6 +8,8 @@ what was said even though transcription finishes later.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,8 +81,9 @@ class Conversation:
         return out
 
 
-def client_item(data: Any) -> Item:
-    """The item of `conversation.item.create`: a text message (user, assistant or system)."""
+def client_item(data: Any) -> tuple[Item, bytes | None]:
+    """The item of `conversation.item.create`, and for a user's `input_audio` part its PCM
+    (24 kHz PCM16), which the caller has transcribed."""
     where = "item"
     kind = get(data, "type", str, where, required=True)
     if kind != "message":
@@ -98,9 +101,13 @@ def client_item(data: Any) -> Item:
             texts.append(get(part, "text", str, where_part, required=True))
         elif part_type in ("input_audio", "output_audio", "audio"):
             transcript = get(part, "transcript", str, where_part)
+            audio = get(part, "audio", str, where_part)
+            if transcript is None and audio is not None and role == "user" and len(content) == 1:
+                return (Item(id=get(data, "id", str, where) or new_id("item"), role="user",
+                             kind="input_audio"), pcm16(audio, f"{where_part}.audio"))
             if transcript is None:
-                raise ClientError("Audio content in conversation.item.create needs its "
-                                  "'transcript' here; send audio with input_audio_buffer.append.",
+                raise ClientError("An audio part needs its 'transcript', or base64 'audio' as "
+                                  "the only part of a user message.",
                                   code="unsupported_content_type", param=f"{where_part}.audio")
             texts.append(transcript)
         else:
@@ -108,4 +115,17 @@ def client_item(data: Any) -> Item:
                               code="unsupported_content_type", param=f"{where_part}.type")
     item_id = get(data, "id", str, where) or new_id("item")
     kind_out = "output_text" if role == "assistant" else "input_text"
-    return Item(id=item_id, role=role, kind=kind_out, text="".join(texts))
+    return Item(id=item_id, role=role, kind=kind_out, text="".join(texts)), None
+
+
+def pcm16(data: str, param: str) -> bytes:
+    """Base64 PCM16 as bytes; a ClientError naming `param` when it is not."""
+    try:
+        pcm = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ClientError(f"Invalid '{param}': it must be base64-encoded PCM16.",
+                          code="invalid_base64", param=param) from None
+    if len(pcm) % 2:
+        raise ClientError(f"Invalid '{param}': PCM16 needs an even number of bytes.",
+                          param=param)
+    return pcm

@@ -9,8 +9,6 @@ with an `error` event naming its `event_id`, and the session goes on.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -20,7 +18,7 @@ from typing import Any, Protocol
 from pocketserve.errors import PocketserveError
 from pocketserve.realtime.audio_input import AudioInput
 from pocketserve.realtime.config import SessionConfig, max_tokens
-from pocketserve.realtime.conversation import Conversation, Item, client_item, new_id
+from pocketserve.realtime.conversation import Conversation, Item, client_item, new_id, pcm16
 from pocketserve.realtime.errors import ClientError
 from pocketserve.realtime.errors import field as get
 from pocketserve.realtime.response import Models, ResponseParams, ResponseRun, error_event
@@ -153,15 +151,7 @@ class RealtimeSession:
         await self.send({"type": "session.updated", "session": self.config.wire()})
 
     async def _append(self, event: dict[str, Any]) -> None:
-        data = get(event, "audio", str, "", required=True)
-        try:
-            pcm = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            raise ClientError("Invalid 'audio': it must be base64-encoded PCM16.",
-                              code="invalid_base64", param="audio") from None
-        if len(pcm) % 2:
-            raise ClientError("Invalid 'audio': PCM16 needs an even number of bytes.",
-                              param="audio")
+        pcm = pcm16(get(event, "audio", str, "", required=True), "audio")
         if pcm:
             await self.audio.append(pcm, self.config)
 
@@ -182,11 +172,18 @@ class RealtimeSession:
     # -- conversation ----------------------------------------------------------------------
 
     async def _item_create(self, event: dict[str, Any]) -> None:
-        item = client_item(event.get("item"))
+        item, pcm = client_item(event.get("item"))
         previous = get(event, "previous_item_id", str, "")
+        if pcm is not None:
+            item.transcript = asyncio.get_running_loop().create_future()
         previous = self.conversation.add(item, previous)
-        for kind in ("conversation.item.added", "conversation.item.done"):
-            await self.send({"type": kind, "item": item.wire(), "previous_item_id": previous})
+        await self.send({"type": "conversation.item.added", "item": item.wire(),
+                         "previous_item_id": previous})
+        if pcm is None:
+            await self.send({"type": "conversation.item.done", "item": item.wire(),
+                             "previous_item_id": previous})
+        else:  # done once transcribed, as a committed turn is
+            await self.audio.transcribe(item, pcm, self.config)
 
     async def _item_delete(self, event: dict[str, Any]) -> None:
         item_id = get(event, "item_id", str, "", required=True)

@@ -257,6 +257,22 @@ def test_manual_commit_without_vad(conn: RealtimeConnection, question: bytes) ->
     assert "Paris" in of(events, "response.output_text.done")[0].text
 
 
+def test_an_audio_item_is_transcribed_and_answered(conn: RealtimeConnection,
+                                                  question: bytes) -> None:
+    text_session(conn)
+    audio = base64.b64encode(question).decode()
+    conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+        {"type": "input_audio", "audio": audio}]})
+    conn.response.create()
+    events = until(conn, "response.done")
+    added = of(events, "conversation.item.added")[0].item
+    assert added.content[0].type == "input_audio" and added.content[0].transcript is None
+    heard = of(events, "conversation.item.input_audio_transcription.completed")[0]
+    assert heard.item_id == added.id
+    assert wer(QUESTION, heard.transcript) <= 0.35, heard.transcript
+    assert "Paris" in of(events, "response.output_text.done")[0].text
+
+
 def test_cancel_stops_the_answer_and_the_session_goes_on(conn: RealtimeConnection) -> None:
     text_session(conn)
     conn.session.update(session={"type": "realtime", "max_output_tokens": "inf"})
