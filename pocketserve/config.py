@@ -206,6 +206,28 @@ class Settings(BaseSettings):
     max_websocket_connections_per_key: int | None = Field(
         default=None, ge=1, description="WebSocket connections one API key may hold open at "
         "once (429 / 1013 past it); applies only where keys are required. None: no limit.")
+    # -- Realtime ----------------------------------------------------------------------------
+    realtime_chat_model: str = Field(
+        default="smollm2-135m-instruct", description="The chat model of a /v1/realtime "
+        "session when the client names none, or names one of OpenAI's realtime models "
+        "(gpt-realtime, gpt-4o-realtime-preview, ...) that is not served here.")
+    realtime_transcription_model: str = Field(
+        default="whisper-base", description="The model that hears a realtime session's audio "
+        "(its voice activity detection and transcripts).")
+    realtime_speech_model: str = Field(
+        default="piper-joe-medium", description="The model that speaks a realtime session's "
+        "answers in audio mode.")
+    realtime_max_output_tokens: int = Field(
+        default=1024, ge=1, description="The most tokens one realtime answer may have when the "
+        "session and the response ask for no limit (\"inf\"): small models can ramble until "
+        "their context is full.")
+    realtime_temperature: float | None = Field(
+        default=None, ge=0, le=2, description="Sampling temperature of realtime answers (the "
+        "GA Realtime API has no such field); None: the chat model's default.")
+    realtime_idle_timeout_s: float | None = Field(
+        default=300.0, gt=0, description="Close a realtime session that has sent nothing for "
+        "this long while no answer is being made (an error event, then close code 1000). "
+        "None: never.")
 
     def policy(self, spec: ModelSpec) -> ModelPolicy:
         """The policy written for this model's id or one of its aliases, else the default."""

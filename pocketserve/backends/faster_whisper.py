@@ -25,6 +25,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from pocketserve.backends.silero_vad import StreamingSilero
 from pocketserve.catalog import resolve_source
 from pocketserve.config import ModelSpec
 from pocketserve.engines.batching import Batcher, Cancelled
@@ -71,6 +72,7 @@ class FasterWhisperBackend:
             window_s=float(opts.get("batch_window_s", 0.5)))
         self._model.model = self.decoder
         self.languages: Sequence[str] = list(self._model.supported_languages)
+        StreamingSilero()  # loads the VAD model now, not on a live stream's first frames
         self.can_translate = bool(self.decoder.is_multilingual)
 
     def info(self) -> dict[str, Any]:
@@ -81,6 +83,9 @@ class FasterWhisperBackend:
 
     def close(self) -> None:
         self.decoder.close()
+
+    def speech_probabilities(self) -> StreamingSilero:
+        return StreamingSilero()
 
     def transcribe(self, audio: npt.NDArray[np.float32], req: TranscriptionRequest,
                    on_event: OnEvent, cancelled: threading.Event) -> None:

@@ -13,12 +13,14 @@ import threading
 import wave
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pocketserve.engines.base import Call, Emit, Served, Warmup, serve
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.transcription import (
+    LISTEN,
     TRANSCRIBE,
+    ListenRequest,
     Segment,
     TranscriptEvent,
     TranscriptInfo,
@@ -78,7 +80,10 @@ class TranscriptionEngine:
         return self.backend.info()
 
     def operations(self) -> Sequence[Served[Any, Any]]:
-        return [serve(TRANSCRIBE, self._transcribe)]
+        served: list[Served[Any, Any]] = [serve(TRANSCRIBE, self._transcribe)]
+        if hasattr(self.backend, "speech_probabilities"):  # a VAD: live audio too
+            served.append(serve(LISTEN, self._listen))
+        return served
 
     def warmups(self) -> Sequence[Warmup[Any]]:
         # One fixed temperature: on silence, the default fallback would retry at every one.
@@ -94,6 +99,14 @@ class TranscriptionEngine:
         audio = decode_audio(req.audio, req.max_seconds)
         if not call.cancelled.is_set():
             self.backend.transcribe(audio, req, emit, call.cancelled)
+
+    def _listen(self, req: ListenRequest, emit: Emit, call: Call) -> None:
+        from pocketserve.engines.listen import ListenBackend, listen
+
+        if req.language is not None and req.language not in self.backend.languages:
+            raise InvalidRequest(f"This model does not support the language {req.language!r}.",
+                                 param="language", code="unsupported_language")
+        listen(cast(ListenBackend, self.backend), req, emit, call)
 
     def check(self, req: TranscriptionRequest) -> None:
         if req.task == "translate" and not self.backend.can_translate:

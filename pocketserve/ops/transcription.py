@@ -71,20 +71,49 @@ class Partial(msgspec.Struct, tag="partial"):
 TranscriptEvent = TranscriptInfo | Segment | Partial
 
 
+class TurnDetection(msgspec.Struct, kw_only=True):
+    """Server VAD for live audio, in OpenAI Realtime's terms: speech starts when Silero's
+    probability reaches `threshold`, `prefix_padding_ms` of audio before that is kept, and
+    speech stops after `silence_duration_ms` below it."""
+
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+
+
 class ListenRequest(msgspec.Struct, kw_only=True):
-    """Live transcription: the audio comes as `AudioFrame`s while the operation runs, and
-    ends with the input (or a cancel)."""
+    """Live transcription: the audio comes as `AudioFrame`s while the operation runs.
+
+    With `turn_detection`, each utterance the VAD finds is reported (`SpeechStarted`,
+    `SpeechStopped`) and transcribed as one `Segment` when it stops; the end of the input
+    closes an utterance still going on. Without it, everything sent is transcribed as one
+    `Segment` when the input ends (a manual commit). A cancel ends it without a segment.
+    """
 
     sample_rate: int = 16_000
     language: str | None = None
     prompt: str | None = None
+    turn_detection: TurnDetection | None = None
+    # The longest audio held for one transcript: a turn that goes on longer is cut there (and
+    # the next one starts); without turn detection, more uncommitted audio is refused.
+    max_seconds: float = 300.0
 
 
 class AudioFrame(msgspec.Struct):
     pcm: bytes  # s16le mono at the request's sample rate
 
 
+class SpeechStarted(msgspec.Struct, tag="speech_started"):
+    audio_start_ms: int  # from the start of this operation's audio, prefix padding included
+
+
+class SpeechStopped(msgspec.Struct, tag="speech_stopped"):
+    audio_end_ms: int  # where the silence that ended it was long enough
+
+
+ListenEvent = Partial | Segment | SpeechStarted | SpeechStopped
+
 TRANSCRIBE: Op[TranscriptionRequest, TranscriptEvent] = Op(
     "transcribe", TranscriptionRequest, TranscriptEvent)
-LISTEN: Op[ListenRequest, TranscriptEvent] = Op(
-    "listen", ListenRequest, TranscriptEvent, input=AudioFrame)
+LISTEN: Op[ListenRequest, ListenEvent] = Op(
+    "listen", ListenRequest, ListenEvent, input=AudioFrame)

@@ -129,10 +129,18 @@ def test_pocketserve_serve_speaks_websocket(served: RunningServer) -> None:
     refused = _refused(base, path="/v1/realtime", headers={"X-Request-ID": "cli-ws"})
     assert refused.response.status_code == 401
     assert refused.response.headers["x-request-id"] == "cli-ws"
-    # Past the key, no such route yet: refused before accept, as Starlette closes it.
-    assert _refused(base, path="/v1/realtime",
+    # Past the key: the realtime route accepts, and with no chat model served says so in an
+    # error event and closes 1008.
+    with _open(base, path="/v1/realtime", headers={"X-API-Key": KEY}) as ws:
+        error = json.loads(ws.recv(timeout=10))
+        assert error["type"] == "error" and error["error"]["param"] == "model"
+        with pytest.raises(ConnectionClosedError) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    # No such route: refused before accept, as Starlette closes it.
+    assert _refused(base, path="/v1/no-such-socket",
                     headers={"X-API-Key": KEY}).response.status_code == 403
-    assert wait_for(lambda: "WS /v1/realtime refused not_found" in served.log())
+    assert wait_for(lambda: "WS /v1/no-such-socket refused not_found" in served.log())
     assert "WS /v1/realtime refused unauthorized 401" in served.log()
     assert "Unsupported upgrade request" not in served.log()
     assert "without completing handshake" not in served.log()  # uvicorn's false alarm dropped

@@ -1,0 +1,53 @@
+"""WS /v1/realtime: OpenAI's Realtime API. The session itself is `pocketserve.realtime`."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, WebSocket
+
+from pocketserve.api.websocket import accept
+from pocketserve.config import Settings
+from pocketserve.errors import PocketserveError
+from pocketserve.realtime.models import session_config
+from pocketserve.realtime.response import error_event
+from pocketserve.realtime.session import RealtimeSession
+from pocketserve.serving.registry import ModelRegistry
+
+router = APIRouter()
+
+
+class _WebSocketTransport:
+    def __init__(self, websocket: WebSocket):
+        self.websocket = websocket
+
+    async def receive(self) -> str | bytes | None:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        return text if text is not None else bytes(message.get("bytes") or b"")
+
+    async def send(self, text: str) -> None:
+        await self.websocket.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.websocket.close(code, reason)
+
+
+@router.websocket("/v1/realtime")
+async def realtime(websocket: WebSocket, model: str | None = None) -> None:
+    registry: ModelRegistry = websocket.app.state.registry
+    settings: Settings = websocket.app.state.settings
+    await accept(websocket, ["realtime"])
+    try:
+        config = session_config(registry, settings, model)
+    except PocketserveError as exc:
+        await websocket.send_text(json.dumps({"event_id": "event_refused", **error_event(
+            exc.message, exc.kind, exc.code or "model_not_found", exc.param)}))
+        await websocket.close(1008, "unusable model")
+        return
+    beta = "realtime=v1" in websocket.headers.get("openai-beta", "")
+    session = RealtimeSession(registry, _WebSocketTransport(websocket), config,
+                              settings.realtime_idle_timeout_s, beta=beta)
+    await session.run()

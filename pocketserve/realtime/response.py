@@ -1,0 +1,239 @@
+"""One response: chat text streamed as deltas, and in audio mode spoken as it is written.
+
+In audio mode the transcript deltas go out as the chat model writes them; each run of complete
+sentences is handed to the speech model (`SPEECH`, raw 24 kHz PCM) while the chat model goes
+on, so the first audio leaves after the first sentence instead of after the whole answer.
+Cancelling the task (response.cancel, or the user speaking over it) closes both streams, which
+stops both workers at their next step, and still sends the closing events with status
+`cancelled`: clients wait for `response.done`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from pocketserve.errors import InvalidRequest, PocketserveError
+from pocketserve.ops.chat import CHAT, ChatRequest, SamplingParams, TextDelta
+from pocketserve.ops.common import Usage
+from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechRequest
+from pocketserve.ops.wire import Op
+from pocketserve.realtime.conversation import Conversation, Item, new_id
+from pocketserve.serving.worker import OpStream
+
+Req = TypeVar("Req")
+Ev = TypeVar("Ev")
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+# The end of a sentence (or a line) that more text has followed: what is before it can be said.
+_SAYABLE = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)|\n")
+# Before the first audio, a clause is enough once it is this long: the first words then leave
+# before a long first sentence is complete.
+_CLAUSE = re.compile(r"[,;:](?=\s)")
+FIRST_CLAUSE_CHARS = 40
+
+
+class Models(Protocol):
+    """What a session needs of the registry."""
+
+    def stream(self, name: str, op: Op[Req, Ev], request: Req) -> AsyncIterator[Ev]: ...
+
+    def open(self, name: str, op: Op[Req, Ev],
+             request: Req) -> AbstractAsyncContextManager[OpStream[Ev]]: ...
+
+
+@dataclass
+class ResponseParams:
+    chat_model: str
+    speech_model: str
+    audio: bool
+    instructions: str
+    max_output_tokens: int | None
+    voice: str
+    speed: float
+    in_conversation: bool = True
+    token_cap: int = 1024
+    temperature: float | None = None
+
+
+class ResponseRun:
+    def __init__(self, models: Models, send: Send, conversation: Conversation,
+                 params: ResponseParams):
+        self.models = models
+        self.send = send
+        self.conversation = conversation
+        self.params = params
+        self.id = new_id("resp")
+        self.item = Item(id=new_id("item"), role="assistant",
+                         kind="output_audio" if params.audio else "output_text", text="",
+                         status="in_progress")
+        self.cancel_reason: str | None = None
+        self.finishing = False
+        self._usage = Usage(0)
+        self._audio_tokens = 0
+        self._item_sent = False
+
+    async def run(self) -> None:
+        status: str = "completed"
+        details: dict[str, Any] | None = None
+        await self.send({"type": "response.created", "response": self._wire("in_progress")})
+        try:
+            await self.conversation.transcripts()
+            messages = self.conversation.messages(self.params.instructions)
+            await self._open_item()
+            limit = self.params.max_output_tokens or self.params.token_cap
+            await self._generate(ChatRequest(messages=messages, sampling=SamplingParams(
+                max_tokens=limit, temperature=self.params.temperature)))
+        except asyncio.CancelledError:
+            status = "cancelled"
+            details = {"type": "cancelled", "reason": self.cancel_reason or "client_cancelled"}
+        except PocketserveError as exc:
+            status = "failed"
+            details = {"type": "failed", "error": {"type": exc.kind, "code": exc.code}}
+            await self.send(error_event(exc.message, exc.kind, exc.code or "response_failed",
+                                        exc.param))
+        self.finishing = True
+        await self._close_item(status)
+        await self.send({"type": "response.done", "response": self._wire(status, details)})
+
+    async def _open_item(self) -> None:
+        if self.params.in_conversation:
+            self.conversation.add(self.item)
+        self._item_sent = True
+        await self.send({"type": "response.output_item.added", "response_id": self.id,
+                         "output_index": 0, "item": self.item.wire()})
+        if self.params.in_conversation:
+            await self.send({"type": "conversation.item.added", "item": self.item.wire(),
+                             "previous_item_id": self._previous_id()})
+        await self.send({**self._where(), "type": "response.content_part.added",
+                         "part": self._part()})
+
+    async def _close_item(self, status: str) -> None:
+        if not self._item_sent:
+            return
+        self.item.status = "completed" if status == "completed" else "incomplete"
+        text = self.item.text or ""
+        if self.params.audio:
+            await self.send({**self._where(), "type": "response.output_audio.done"})
+            await self.send({**self._where(), "type": "response.output_audio_transcript.done",
+                             "transcript": text})
+        else:
+            await self.send({**self._where(), "type": "response.output_text.done",
+                             "text": text})
+        await self.send({**self._where(), "type": "response.content_part.done",
+                         "part": self._part()})
+        await self.send({"type": "response.output_item.done", "response_id": self.id,
+                         "output_index": 0, "item": self.item.wire()})
+        if self.params.in_conversation:
+            await self.send({"type": "conversation.item.done", "item": self.item.wire(),
+                             "previous_item_id": self._previous_id()})
+
+    async def _generate(self, request: ChatRequest) -> None:
+        delta_type = ("response.output_audio_transcript.delta" if self.params.audio
+                      else "response.output_text.delta")
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        speaker = asyncio.create_task(self._speak(sentences)) if self.params.audio else None
+        unsaid = ""
+        try:
+            async for event in self.models.stream(self.params.chat_model, CHAT, request):
+                if isinstance(event, Usage):
+                    self._usage = event
+                elif isinstance(event, TextDelta) and event.index == 0 and event.text:
+                    self.item.text = (self.item.text or "") + event.text
+                    await self.send({**self._where(), "type": delta_type,
+                                     "delta": event.text})
+                    unsaid += event.text
+                    first = unsaid == (self.item.text or "")  # nothing handed over yet
+                    if speaker is not None and (cut := _last_end(unsaid, first)):
+                        sentences.put_nowait(unsaid[:cut])
+                        unsaid = unsaid[cut:]
+            if speaker is not None:
+                sentences.put_nowait(unsaid)
+                sentences.put_nowait(None)
+                await speaker
+        finally:
+            if speaker is not None and not speaker.done():
+                speaker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await speaker
+
+    async def _speak(self, sentences: asyncio.Queue[str | None]) -> None:
+        while (text := await sentences.get()) is not None:
+            if not text.strip():
+                continue
+            request = SpeechRequest(input=text.strip(), voice=self.params.voice,
+                                    response_format="pcm", speed=self.params.speed)
+            try:
+                async for event in self.models.stream(self.params.speech_model, SPEECH,
+                                                      request):
+                    if isinstance(event, Audio) and event.audio:
+                        await self.send({**self._where(), "type": "response.output_audio.delta",
+                                         "delta": base64.b64encode(event.audio).decode()})
+                    elif isinstance(event, SpeechDone):
+                        self._audio_tokens += event.usage.output_tokens
+            except InvalidRequest as exc:
+                if exc.param != "input":  # text with nothing to say ("..."): skip it
+                    raise
+
+    def _where(self) -> dict[str, Any]:
+        return {"response_id": self.id, "item_id": self.item.id, "output_index": 0,
+                "content_index": 0}
+
+    def _part(self) -> dict[str, Any]:
+        if self.params.audio:
+            return {"type": "audio", "transcript": self.item.text or ""}
+        return {"type": "text", "text": self.item.text or ""}
+
+    def _previous_id(self) -> str | None:
+        items = self.conversation.items
+        at = next((i for i, item in enumerate(items) if item.id == self.item.id), 0)
+        return items[at - 1].id if at else None
+
+    def _wire(self, status: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+        done = status != "in_progress"
+        text_out = self._usage.completion_tokens
+        usage = None if not done else {
+            "total_tokens": self._usage.prompt_tokens + text_out + self._audio_tokens,
+            "input_tokens": self._usage.prompt_tokens,
+            "output_tokens": text_out + self._audio_tokens,
+            "input_token_details": {"text_tokens": self._usage.prompt_tokens,
+                                    "audio_tokens": 0, "image_tokens": 0,
+                                    "cached_tokens": self._usage.cached_tokens},
+            "output_token_details": {"text_tokens": text_out,
+                                     "audio_tokens": self._audio_tokens},
+        }
+        return {
+            "object": "realtime.response", "id": self.id, "status": status,
+            "status_details": details,
+            "output": [self.item.wire()] if done and self._item_sent else [],
+            "conversation_id": "conv_default" if self.params.in_conversation else None,
+            "output_modalities": ["audio"] if self.params.audio else ["text"],
+            "max_output_tokens": self.params.max_output_tokens or "inf",
+            "audio": {"output": {"format": {"type": "audio/pcm", "rate": 24_000},
+                                 "voice": self.params.voice}},
+            "usage": usage, "metadata": None,
+        }
+
+
+def _last_end(text: str, first: bool = False) -> int:
+    """Where the last complete sentence of `text` ends (0: none yet); for the `first` words
+    of an answer, a long enough clause will do."""
+    end = 0
+    for match in _SAYABLE.finditer(text):
+        end = match.end()
+    if not end and first:
+        for match in _CLAUSE.finditer(text):
+            if match.end() >= FIRST_CLAUSE_CHARS:
+                return match.end()
+    return end
+
+
+def error_event(message: str, kind: str = "invalid_request_error", code: str | None = None,
+                param: str | None = None, event_id: str | None = None) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "code": code, "message": message,
+                                       "param": param, "event_id": event_id}}
