@@ -162,6 +162,14 @@ def test_voices_list(server: RunningServer) -> None:
                             params={"model": "espeak"}).json()["data"]
     assert {v["model"] for v in only_espeak} == {"espeak-ng"}
     assert {"de", "fr-fr", "alloy"} <= {v["id"] for v in only_espeak}
+    # Open WebUI's shapes: `voices` with each id once, and `models` from /v1/audio/models.
+    listed = [v["id"] for v in voices["voices"]]
+    assert len(listed) == len(set(listed)) and set(listed) == {v["id"] for v in voices["data"]}
+    assert all(v["name"] == v["id"] for v in voices["voices"])
+    models = httpx.get(server.base_url + "/v1/audio/models").json()
+    assert [m["id"] for m in models["models"]] == [m["id"] for m in models["data"]]
+    assert {"piper-joe-medium", "espeak-ng"} <= {m["id"] for m in models["models"]}
+    assert "whisper-base" not in {m["id"] for m in models["models"]}
     wrong = httpx.get(server.base_url + "/v1/audio/voices",
                       params={"model": "smollm2-135m-instruct"})
     assert wrong.status_code == 400

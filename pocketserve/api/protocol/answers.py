@@ -265,9 +265,30 @@ class Voice(Answer):
     backend_voice: str
 
 
+class VoiceName(Answer):
+    id: str
+    name: str
+
+
 class VoiceList(Answer):
     object: Literal["list"]
     data: list[Voice]
+    voices: list[VoiceName] = Field(description="Each voice id once, as Open WebUI reads them.")
+
+
+class SpeechModelId(Answer):
+    id: str
+
+
+class SpeechModelEntry(Answer):
+    id: str
+    object: Literal["model"]
+
+
+class SpeechModelList(Answer):
+    object: Literal["list"]
+    data: list[SpeechModelEntry]
+    models: list[SpeechModelId] = Field(description="The same ids, as Open WebUI reads them.")
 
 
 class SpeechUsage(Answer):

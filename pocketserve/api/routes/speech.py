@@ -1,4 +1,4 @@
-"""POST /v1/audio/speech (streamed audio or SSE) and GET /v1/audio/voices."""
+"""POST /v1/audio/speech (streamed audio or SSE), GET /v1/audio/voices and /v1/audio/models."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pocketserve.api.openapi import MODEL_CALL, answers
 from pocketserve.api.protocol.answers import (
     SpeechAudioDelta,
     SpeechAudioDone,
+    SpeechModelList,
     SpeechStreamError,
     VoiceList,
 )
@@ -104,4 +105,15 @@ async def list_voices(registry: RegistryDep, model: VoiceQuery = None) -> dict[s
             data.append({"object": "audio.voice", "id": voice["id"], "name": voice["id"],
                          "model": status.id, "language": voice["language"],
                          "backend_voice": voice["backend_voice"]})
-    return {"object": "list", "data": data}
+    # `voices` is the shape Open WebUI reads for an OpenAI-compatible speech engine.
+    names = dict.fromkeys(v["id"] for v in data)
+    return {"object": "list", "data": data,
+            "voices": [{"id": name, "name": name} for name in names]}
+
+
+@router.get("/v1/audio/models", response_model=None, responses=answers(SpeechModelList))
+async def list_speech_models(registry: RegistryDep) -> dict[str, Any]:
+    """The speech models, in the shape Open WebUI reads (`models`) and OpenAI's (`data`)."""
+    ids = [s.id for s in registry.statuses() if s.capability == "speech"]
+    return {"object": "list", "data": [{"id": i, "object": "model"} for i in ids],
+            "models": [{"id": i} for i in ids]}
