@@ -17,6 +17,7 @@ import re
 import secrets
 from collections.abc import Callable, Collection
 
+from pocketserve.backends.stops import partial_tail
 from pocketserve.ops.chat import (
     ChatEvent,
     FinishReason,
@@ -52,14 +53,6 @@ def untagged_call_start(lead: str, names: Collection[str]) -> bool | None:
     if done is not None:
         return json.loads(f'"{done.group(2)}"') in names
     return None if _UNTAGGED_SO_FAR.match(lead) else False
-
-
-def _held_tail(text: str, tag: str) -> int:
-    """How many characters at the end of `text` could be the start of `tag`."""
-    for size in range(min(len(tag) - 1, len(text)), 0, -1):
-        if tag.startswith(text[-size:]):
-            return size
-    return 0
 
 
 class _JsonValue:
@@ -193,7 +186,7 @@ class ChoiceParser:
             self.buf = self.buf[end + len(THINK_CLOSE):]
             self.state = "after_think"
             return True
-        keep = _held_tail(self.buf, THINK_CLOSE)
+        keep = partial_tail(self.buf, (THINK_CLOSE,))
         self._reason(self.buf[:len(self.buf) - keep])
         self.buf = self.buf[len(self.buf) - keep:]
         return False
@@ -204,7 +197,7 @@ class ChoiceParser:
             if at >= 0:
                 self._content(self.buf[:at].rstrip())
                 return self._open_call(self.buf[at + len(CALL_OPEN):], bare=False)
-            keep = _held_tail(self.buf, CALL_OPEN)
+            keep = partial_tail(self.buf, (CALL_OPEN,))
             body = self.buf[:len(self.buf) - keep]
             keep += len(body) - len(body.rstrip())  # spaces before a call are not content
         else:
