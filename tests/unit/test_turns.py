@@ -183,3 +183,80 @@ def test_listen_without_turn_detection_transcribes_at_the_end(
     assert [type(e) for e in events] == [Segment]
     assert wer(f"{first} {second}", events[0].text) <= 0.35, events[0].text
     assert events[0].end == pytest.approx(len(audio) / RATE, abs=0.05)
+
+
+class _CountingBackend:
+    """Whisper's stand-in: 'heard N samples' for each transcription, with the moment (in
+    samples streamed so far) at which each one ran."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.streamed = 0
+
+    def transcribe(self, audio: Audio, req: Any, on_event: Any, cancelled: Any) -> None:
+        self.calls.append(self.streamed)
+        on_event(Segment(id=0, seek=0, start=0.0, end=len(audio) / RATE,
+                         text=f"heard {len(audio)} samples", tokens=[], temperature=0.0,
+                         avg_logprob=0.0, compression_ratio=1.0, no_speech_prob=0.0))
+
+    def speech_probabilities(self) -> Any:
+        return _loudness
+
+
+class _PacedInputs(Inputs):
+    """The input queue, counting in `backend.streamed` the samples listen() has taken."""
+
+    def __init__(self, cancelled: threading.Event, backend: _CountingBackend):
+        super().__init__(cancelled)
+        self.backend = backend
+
+    def __iter__(self) -> Any:
+        for frame in super().__iter__():
+            self.backend.streamed += len(frame.pcm) // 2
+            yield frame
+
+
+def _listen_16k(backend: _CountingBackend, audio: Audio, chunk: int = 1600) -> list[Any]:
+    """LISTEN with server VAD (no prefix, 500 ms of silence) on `audio` in 100 ms frames."""
+    from pocketserve.engines.listen import listen
+    from pocketserve.ops.transcription import ListenRequest
+
+    pcm = (audio * 32767).astype("<i2").tobytes()
+    cancelled = threading.Event()
+    inputs = _PacedInputs(cancelled, backend)
+    for i in range(0, len(pcm), chunk * 2):
+        inputs.put(AudioFrame(pcm[i:i + chunk * 2]))
+    inputs.end()
+    events: list[Any] = []
+    request = ListenRequest(sample_rate=RATE, turn_detection=TurnDetection(
+        prefix_padding_ms=0, silence_duration_ms=500))
+    listen(backend, request, events.append, Call(cancelled=cancelled, inputs=inputs))
+    return events
+
+
+def test_the_turn_is_transcribed_in_its_silence_before_the_turn_ends() -> None:
+    backend = _CountingBackend()
+    audio = np.concatenate([_silence(0.2), _tone(1.0), _silence(1.0)])
+    events = _listen_16k(backend, audio)
+    assert [type(e) for e in events] == [SpeechStarted, SpeechStopped, Segment]
+    stopped, segment = events[1], events[2]
+    assert len(backend.calls) == 1  # the guess was the transcript: no second pass
+    # It ran ~200 ms into the silence (frames of 100 ms), well before the turn stopped.
+    assert 1.2 + 0.2 <= backend.calls[0] / RATE <= 1.2 + 0.3 < stopped.audio_end_ms / 1000
+    assert segment.start == pytest.approx(0.192, abs=0.001)  # the turn's own times
+    assert segment.end == pytest.approx(stopped.audio_end_ms / 1000, abs=0.001)
+    heard = int(segment.text.split()[1])
+    assert heard < (stopped.audio_end_ms / 1000 - segment.start) * RATE  # the guess's audio
+
+
+def test_speech_after_the_guess_is_transcribed_again_whole() -> None:
+    backend = _CountingBackend()
+    audio = np.concatenate([_silence(0.2), _tone(0.6), _silence(0.35), _tone(0.6),
+                            _silence(1.0)])
+    events = _listen_16k(backend, audio)
+    assert [type(e) for e in events] == [SpeechStarted, SpeechStopped, Segment]
+    # A guess in each pause: the first was wasted, the second was the turn's transcript.
+    assert len(backend.calls) == 2 and backend.calls[0] < 1.3 * RATE < backend.calls[1]
+    segment = events[2]
+    heard = int(segment.text.split()[1])
+    assert heard > (0.6 + 0.35 + 0.6) * RATE  # both tones in the transcript's audio
