@@ -18,6 +18,7 @@ from typing import Any
 from pocketserve.backends import tool_calls
 from pocketserve.backends.chat_stream import THINK_OPEN
 from pocketserve.backends.gguf_parts import display_name, join_parts
+from pocketserve.backends.images import data_url, images_of, with_detail
 from pocketserve.backends.llamacpp_chunks import (
     ChoiceParsers,
     StopWatch,
@@ -88,9 +89,12 @@ def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
     n_parallel cells and attends only to its own, which batches much faster), `cache_type`
     (f16, or q8_0 to halve the cache's memory), `prompt_cache_mb` (host memory for the states of
     earlier prompts, so a conversation that comes back skips its prefill), `n_batch`,
-    `verbosity`, `chat_template` (a Jinja template instead of the GGUF's own).
+    `verbosity`, `chat_template` (a Jinja template instead of the GGUF's own), `mmproj` (the
+    multimodal projector GGUF, a path or `package:` source: with it the model sees images).
     """
     import xllamacpp
+
+    from pocketserve.catalog import resolve_source
 
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
@@ -117,6 +121,8 @@ def llama_params(path: Path, threads: int, options: dict[str, Any]) -> Any:
     params.verbosity = int(options.get("verbosity", -1))
     if options.get("chat_template"):
         params.chat_template = str(options["chat_template"])
+    if options.get("mmproj"):
+        params.mmproj.path = str(resolve_source(str(options["mmproj"])))
     return params
 
 
@@ -132,6 +138,7 @@ class LlamaCppBackend:
         self.context_length = int(params.n_ctx) // (1 if params.kv_unified
                                                     else self.max_sequences)
         self.takes_tools = bool(options.get("tools", True))
+        self.sees = bool(options.get("mmproj"))
         # xllamacpp also opens llama.cpp's HTTP server on loopback; a secret key closes it to
         # everyone but us (we use it for tokenize/detokenize/apply-template/props).
         self._key = secrets.token_hex(24)
@@ -162,7 +169,7 @@ class LlamaCppBackend:
             self._chat_with_tools(req, on_event, cancelled)
             return
         body = self._sampling_body(req.sampling)
-        body["messages"] = [_message(m) for m in req.messages]
+        body["messages"] = [_message(m, self.sees) for m in req.messages]
         if not req.split_reasoning:
             body["reasoning_format"] = "none"
         parsers = ChoiceParsers(reasoning=req.split_reasoning, in_thought=self.opens_thought)
@@ -312,6 +319,9 @@ class LlamaCppBackend:
                                         req.add_generation_prompt)
             add_special = False
         elif req.messages is not None:
+            if images_of(req.messages):
+                raise InvalidRequest("Counting the tokens of images is not supported; count "
+                                     "the text alone.", param="messages")
             messages = [_message(m) for m in req.messages]
             text = self._http("/apply-template", {
                 "messages": messages, "add_generation_prompt": req.add_generation_prompt,
@@ -355,13 +365,27 @@ _FIM_MARKERS = (("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
 
 
 def _text(m: ChatMessage) -> str:
+    """A message's text, for paths that render the prompt as text (tools, token counts)."""
     if not isinstance(m.content, str) and any(isinstance(p, ImagePart) for p in m.content):
-        raise InvalidRequest("This model cannot see images.", param="messages")
+        raise InvalidRequest("This model cannot see images here: images reach a model with a "
+                             "multimodal projector (mmproj) only in chats without tools.",
+                             param="messages")
     return m.text()
 
 
-def _message(m: ChatMessage) -> dict[str, Any]:
-    return {"role": m.role, "content": _text(m)}
+def _message(m: ChatMessage, sees: bool = False) -> dict[str, Any]:
+    """The message as llama.cpp's chat API takes it: images as OpenAI `image_url` parts with
+    `data:` URLs, which its server decodes (only with a projector loaded)."""
+    if not sees or isinstance(m.content, str) or not images_of([m]):
+        return {"role": m.role, "content": _text(m)}
+    parts: list[dict[str, Any]] = []
+    for part in m.content:
+        if isinstance(part, ImagePart):
+            parts.append({"type": "image_url",
+                          "image_url": {"url": data_url(with_detail(part))}})
+        else:
+            parts.append({"type": "text", "text": part.text})
+    return {"role": m.role, "content": parts}
 
 
 def _llama_error(error: dict[str, Any], prompt_param: str,
