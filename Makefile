@@ -21,6 +21,15 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt models.txt
 
 install: $(STAMP) espeak-ng
 
+# The tests also need the vision extra (torch, transformers: the tiny vision models are built
+# in the tests) and llama.cpp's converter script (turns them into GGUF + projector); `make run`
+# needs neither.
+VISION := $(VENV)/.vision-installed
+$(VISION): $(STAMP) tests/get_llama_convert.py
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,vision]"
+	$(BIN)/python tests/get_llama_convert.py $(VENV)/llama-convert
+	touch $(VISION)
+
 # Debian's espeak-ng: the tests make known speech with it, and a TTS backend speaks with it.
 # Idempotent; needs root (or sudo) and Debian's package index when it is missing.
 espeak-ng:
@@ -48,7 +57,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy pocketserve
 
-test: $(STAMP) espeak-ng lint typecheck
+test: $(STAMP) $(VISION) espeak-ng lint typecheck
 	$(BIN)/pytest -q --durations=15
 
 # Benchmarks print tables; they are never part of the test suite's pass/fail.

@@ -136,6 +136,12 @@ OPT_IN: tuple[ModelSpec, ...] = (
 _TOOL_BACKENDS = ("llamacpp",)
 
 
+def sees(spec: ModelSpec) -> bool:
+    """Whether requests with images may reach this model: a GGUF with its multimodal
+    projector (`mmproj`), or a vision-language folder on transformers."""
+    return bool(spec.options.get("mmproj")) or spec.backend == "transformers_vlm"
+
+
 def takes_tools(spec: ModelSpec) -> bool:
     """Whether requests with `tools` may reach this model."""
     return (spec.capability == "chat" and spec.backend in _TOOL_BACKENDS
@@ -185,6 +191,9 @@ def spec_for_path(path_text: str) -> ModelSpec:
     The id is the file's stem, or the folder's name.
     """
     path = Path(path_text).expanduser()
+    if path.is_dir() and _is_vision_folder(path):
+        return ModelSpec(id=path.name, capability="chat", backend="transformers_vlm",
+                         source=str(path))
     if path.is_dir() and _is_whisper_folder(path):
         return ModelSpec(id=path.name, capability="transcription", backend="faster_whisper",
                          source=str(path), options={"compute_type": "int8"})
@@ -228,6 +237,27 @@ def _encoder_kind(path: Path) -> tuple[str, str] | None:
     return ("onnx_embeddings" if has_onnx else "sentence_transformers", "embeddings")
 
 
+# config.json `architectures` of the vision-language folders that transformers_vlm serves.
+VISION_ARCHITECTURES = ("Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration",
+                        "Qwen3VLForConditionalGeneration", "SmolVLMForConditionalGeneration",
+                        "Idefics3ForConditionalGeneration")
+
+
+def _is_vision_folder(path: Path) -> bool:
+    """A Hugging Face vision-language folder: a config naming a known architecture, and
+    weights."""
+    config = path / "config.json"
+    weights = any((path / n).is_file() for n in _TORCH_WEIGHTS) or any(
+        path.glob("model-*.safetensors"))  # or shards
+    if not config.is_file() or not weights:
+        return False
+    try:
+        architectures = json.loads(config.read_text("utf-8")).get("architectures") or []
+    except (ValueError, AttributeError, OSError):
+        return False
+    return any(a in VISION_ARCHITECTURES for a in architectures)
+
+
 def _is_whisper_folder(path: Path) -> bool:
     """A CTranslate2 Whisper conversion: model.bin and a config with alignment heads."""
     config = path / "config.json"
@@ -265,6 +295,8 @@ class Catalog:
             resolve_source(spec.source)
             parts = [*spec.options.get("model_bin_parts", ()),  # weights split over packages
                      *spec.options.get("gguf_parts", ())]
+            if spec.options.get("mmproj"):
+                resolve_source(str(spec.options["mmproj"]))  # the projector, wherever it is
             for part in parts:
                 if str(part).startswith("package:"):
                     resolve_source(str(part))

@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", dest="models", action="append", metavar="ID_OR_PATH",
                        help="a catalog id or a path to a model file; repeat for several")
     serve.add_argument("--config", dest="config_file", help="YAML file of settings")
+    serve.add_argument("--mmproj", metavar="PATH",
+                       help="the multimodal projector GGUF of the llama.cpp --model (it then "
+                       "sees images)")
     serve.add_argument("--threads", type=int, help="CPU threads per model worker")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-json", action="store_true", default=None,
@@ -67,7 +70,40 @@ def main(argv: list[str] | None = None) -> int:
         "host", "port", "models", "config_file", "threads", "log_level", "log_json",
         "api_keys_file", "allow_open_access", "max_in_flight", "max_queue", "request_timeout_s",
         "idle_ttl_s", "memory_budget_mb", "shutdown_grace_s"]))
+    if args.mmproj:
+        try:
+            settings = with_mmproj(settings, args.mmproj)
+        except ValueError as exc:
+            print(f"pocketserve: {exc}", file=sys.stderr)
+            return 2
     return _serve(settings)
+
+
+def with_mmproj(settings: Settings, mmproj: str) -> Settings:
+    """The settings with `mmproj` as the projector of the one llama.cpp model served: a
+    catalog entry of its own (`extra_models`), so /v1/models and the worker see the option."""
+    from pathlib import Path
+
+    from pocketserve.catalog import SourceUnavailable, resolve_source
+
+    catalog = Catalog(settings.extra_models)
+    specs = [catalog.find(name) for name in settings.models]
+    chats = [(i, s) for i, s in enumerate(specs) if s.backend == "llamacpp"]
+    if len(chats) != 1:
+        raise ValueError(f"--mmproj needs exactly one llama.cpp --model to go with, not "
+                         f"{len(chats)}; for several, set `mmproj` in each one's options "
+                         "(extra_models in a --config file)")
+    try:
+        source = mmproj if mmproj.startswith("package:") else str(Path(mmproj).resolve())
+        resolve_source(source)
+    except SourceUnavailable as exc:
+        raise ValueError(f"--mmproj: {exc}") from None
+    index, spec = chats[0]
+    seeing = spec.model_copy(update={"options": {**spec.options, "mmproj": source}})
+    models = list(settings.models)
+    models[index] = seeing.id
+    return settings.model_copy(update={"models": models,
+                                       "extra_models": [*settings.extra_models, seeing]})
 
 
 def _list_models(settings: Settings) -> int:

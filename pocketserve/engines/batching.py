@@ -50,9 +50,14 @@ class Batcher(Generic[T, R]):
             thread.start()
 
     def submit(self, item: T, cancelled: threading.Event | None = None) -> R:
+        return self.enqueue(item, cancelled).result()
+
+    def enqueue(self, item: T, cancelled: threading.Event | None = None) -> Future[R]:
+        """Queue one item without waiting: for items that finish before their batch does
+        (a short answer generated beside a long one signals its own end)."""
         future: Future[R] = Future()
         self._queue.put(_Entry(item, future, cancelled))
-        return future.result()
+        return future
 
     def submit_many(self, items: Sequence[T], cancelled: threading.Event | None = None) -> list[R]:
         """Queue all items at once (so they can share batches), then wait for all of them."""
