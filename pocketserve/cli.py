@@ -80,19 +80,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def with_mmproj(settings: Settings, mmproj: str) -> Settings:
-    """The settings with `mmproj` as the projector of the one llama.cpp model served: a
-    catalog entry of its own (`extra_models`), so /v1/models and the worker see the option."""
+    """The settings with `mmproj` as the projector of the llama.cpp model it goes with: the
+    one --model given as a path to a GGUF file, else the one llama.cpp model served. It becomes
+    a catalog entry of its own (`extra_models`), so /v1/models and the worker see the option."""
     from pathlib import Path
 
     from pocketserve.catalog import SourceUnavailable, resolve_source
+    from pocketserve.errors import ModelNotFound
 
     catalog = Catalog(settings.extra_models)
-    specs = [catalog.find(name) for name in settings.models]
+    try:
+        specs = [catalog.find(name) for name in settings.models]
+    except ModelNotFound as exc:
+        raise ValueError(str(exc)) from None
     chats = [(i, s) for i, s in enumerate(specs) if s.backend == "llamacpp"]
+    by_path = [(i, s) for i, s in chats if settings.models[i].lower().endswith(".gguf")]
+    chats = by_path or chats
     if len(chats) != 1:
-        raise ValueError(f"--mmproj needs exactly one llama.cpp --model to go with, not "
-                         f"{len(chats)}; for several, set `mmproj` in each one's options "
-                         "(extra_models in a --config file)")
+        raise ValueError(f"--mmproj needs exactly one llama.cpp --model (a .gguf path) to go "
+                         f"with, not {len(chats)}; for several, set `mmproj` in each one's "
+                         "options (extra_models in a --config file)")
     try:
         source = mmproj if mmproj.startswith("package:") else str(Path(mmproj).resolve())
         resolve_source(source)

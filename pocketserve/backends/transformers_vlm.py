@@ -139,7 +139,11 @@ class VisionBackend:
                   stops=list(s.stop), max_tokens=s.max_tokens,
                   rows=[Row(i) for i in range(s.n)], on_event=on_event, cancelled=cancelled)
         future = self._batcher.enqueue(job, cancelled)
-        job.finished.wait()  # set when its rows are done, even mid-batch
+        # Its rows done (even mid-batch), or its batch over: failed, or dropped as cancelled.
+        future.add_done_callback(lambda _: job.finished.set())
+        job.finished.wait()
+        if cancelled.is_set():
+            return
         if future.done() and future.exception() is not None:
             raise future.exception()  # type: ignore[misc]
         if job.error is not None:
