@@ -18,6 +18,7 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -155,13 +156,19 @@ def cached_build(family: str = "qwen2_vl", root: Path | None = None,
     """The built model of `family`, from a cache keyed by this file's content (one build per
     machine until this file changes); `convert` also makes the GGUF and projector."""
     base = root or Path(tempfile.gettempdir()) / "pocketserve-vision"
-    folder = base / f"{family}-{_key()}" / "hf"
-    if not (folder / "config.json").is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        _run_builder(family, folder)
+    name = "tiny-" + family.replace("_", "-")  # the served model's id (the folder's name)
+    folder = base / f"{family}-{_key()}" / name
+    if not (folder / "config.json").is_file():  # built elsewhere, then moved in whole
+        staging = folder.with_name(f"{name}.part{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        _run_builder(family, staging)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.replace(folder)
     gguf = mmproj = None
     if convert and convert_script() is not None:
-        gguf, mmproj = folder.parent / "model.gguf", folder.parent / "mmproj.gguf"
+        gguf = folder.parent / f"{name}-gguf.gguf"
+        mmproj = folder.parent / f"mmproj-{name}.gguf"
         if not (gguf.is_file() and mmproj.is_file()):
             _convert(folder, gguf, mmproj)
     return Built(folder, gguf, mmproj)
