@@ -134,6 +134,45 @@ def build_qwen2_vl(out: Path) -> Path:
     return out
 
 
+def build_smolvlm(out: Path) -> Path:
+    """A SmolVLM folder: a Llama text model (hidden 64, 2 layers), a 64 x 64 vision tower
+    whose image is 16 tokens, no image splitting."""
+    import torch
+    from transformers import (
+        GenerationConfig,
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessorPil,
+    )
+
+    tokenizer = _tokenizer(SMOL_SPECIALS, SMOL_TEMPLATE, "<end_of_utterance>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SMOL_SPECIALS}  # type: ignore[attr-defined]
+    config = SmolVLMConfig(
+        text_config={"model_type": "llama", "vocab_size": len(tokenizer),  # type: ignore[arg-type]
+                     "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "num_key_value_heads": 2,
+                     "max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
+                     "bos_token_id": ids["<|im_start|>"],
+                     "eos_token_id": ids["<end_of_utterance>"],
+                     "pad_token_id": ids["<|endoftext|>"],
+                     "architectures": ["VLlama3ForCausalLM"]},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": 64, "patch_size": 8},
+        scale_factor=2, image_token_id=ids["<image>"])
+    config.architectures = ["SmolVLMForConditionalGeneration"]
+    torch.manual_seed(0)
+    model = SmolVLMForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        eos_token_id=ids["<end_of_utterance>"], pad_token_id=ids["<|endoftext|>"])
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)  # type: ignore[attr-defined]
+    SmolVLMImageProcessorPil(do_image_splitting=False, size={"longest_edge": 64},
+                             max_image_size={"longest_edge": 64}).save_pretrained(out)
+    (out / "processor_config.json").write_text(json.dumps({"image_seq_len": 16}))
+    (out / "chat_template.jinja").write_text(SMOL_TEMPLATE, encoding="utf-8")
+    return out
+
+
 def png(width: int = 112, height: int = 112, seed: int = 0) -> bytes:
     """A small picture of coloured blocks (different seeds, different pictures)."""
     from PIL import Image

@@ -254,3 +254,27 @@ def test_a_vision_folder_is_recognised(built: Built) -> None:
     if built.gguf is not None:
         plain = spec_for_path(str(built.gguf))
         assert plain.backend == "llamacpp" and not sees(plain)
+
+
+@pytest.fixture(scope="module")
+def smol() -> Iterator[Engine]:
+    folder = cached_build("smolvlm", convert=False).folder
+    spec = ModelSpec(id="tiny-smolvlm", capability="chat", backend="transformers_vlm",
+                     source=str(folder), options={"batch_window_ms": 50})
+    yield from _engine(spec, folder)
+
+
+def test_smolvlm_answers_images_alone_and_batched(smol: Engine) -> None:
+    texts, usage, _ = answer(smol, ask(image(0)))
+    assert texts[0] and usage.completion_tokens == 8
+    two = answer(smol, ask(image(0), image(1)))[1]
+    assert two.prompt_tokens == usage.prompt_tokens + 16 + 3  # its tokens and their markers
+    alone = {s: answer(smol, ask(image(s), max_tokens=3 + s))[0][0] for s in range(3)}
+    together: dict[int, str] = {}
+    threads = [threading.Thread(target=lambda s=s: together.__setitem__(
+        s, answer(smol, ask(image(s), max_tokens=3 + s))[0][0])) for s in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == alone
