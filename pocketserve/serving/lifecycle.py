@@ -7,6 +7,7 @@ models have been idle past their TTL (`expired`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -94,6 +95,10 @@ class ServedModel:
         except SourceUnavailable:
             return 0
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        projector = self.spec.options.get("mmproj")  # a vision model's second file
+        if projector:
+            with contextlib.suppress(SourceUnavailable):
+                files.append(resolve_source(str(projector)))
         return int(1.5 * sum(p.stat().st_size for p in files))
 
 
