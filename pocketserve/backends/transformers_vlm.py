@@ -8,7 +8,8 @@ batch at once while the others go on. CUDA is used where torch sees it.
 Options: `max_batch` (requests generated together, default 8), `batch_window_ms` (how long
 the first request of a batch waits for company, default 10), `n_ctx` (the longest prompt plus
 answer; default the model's own), `dtype` (float32, bfloat16 or float16; default float32 on
-the CPU, bfloat16 on CUDA), `device` (cpu, cuda; default cuda when there is one).
+the CPU, bfloat16 on CUDA), `device` (cpu, cuda; default cuda when there is one), and
+`threads` (read by the server for every backend).
 """
 
 from __future__ import annotations
@@ -36,8 +37,14 @@ from pocketserve.ops.chat import (
 )
 from pocketserve.ops.common import Usage
 
+OPTIONS = ("max_batch", "batch_window_ms", "n_ctx", "dtype", "device", "threads")
+
 
 def build_engine(spec: ModelSpec, path: Path, threads: int) -> ChatEngine:
+    unknown = sorted(set(spec.options) - set(OPTIONS))
+    if unknown:  # a misspelt option must not pass silently
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for the transformers_vlm "
+                         f"backend; it takes {', '.join(OPTIONS)}")
     return ChatEngine(VisionBackend(path, threads, spec.options, spec.default_sampling))
 
 

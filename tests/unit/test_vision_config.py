@@ -74,3 +74,12 @@ def test_a_text_folder_is_not_a_vision_one(tmp_path: Path) -> None:
     (folder / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
     (folder / "model.safetensors").write_bytes(b"")
     assert spec_for_path(str(folder)).backend == "sentence_transformers"
+
+
+def test_a_misspelt_transformers_option_is_an_error(tmp_path: Path) -> None:
+    from pocketserve.backends.transformers_vlm import build_engine
+
+    spec = ModelSpec(id="v", capability="chat", backend="transformers_vlm",
+                     source=str(tmp_path), options={"max_bacth": 4})
+    with pytest.raises(ValueError, match="max_bacth"):
+        build_engine(spec, tmp_path, 1)
