@@ -190,6 +190,30 @@ def test_cancelled_before_it_runs(hf: Engine) -> None:
     assert events == []
 
 
+def test_a_request_cancelled_mid_batch_leaves_it(hf: Engine) -> None:
+    cancel = threading.Event()
+    results: dict[str, Any] = {}
+
+    def kept() -> None:
+        results["kept"] = answer(hf, ask(image(1), max_tokens=30))
+
+    def dropped() -> None:
+        results["dropped"] = run_op(hf, CHAT, ask(image(2), max_tokens=30), cancel,
+                                    emit=lambda e: cancel.set())  # after its first token
+
+    threads = [threading.Thread(target=kept), threading.Thread(target=dropped)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    texts, usage, events = results["kept"]
+    assert events[-2].finish_reason is not None
+    alone = answer(hf, ask(image(1), max_tokens=30))
+    assert (texts, usage) == alone[:2]  # the one kept is untouched by the other leaving
+    assert not any(isinstance(e, Usage) for e in results["dropped"])
+    assert 1 <= len(results["dropped"]) < 5
+
+
 @pytest.mark.parametrize(("sampling", "param"), [
     ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
