@@ -15,6 +15,7 @@ the CPU, bfloat16 on CUDA), `device` (cpu, cuda; default cuda when there is one)
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from pocketserve.backends.vlm_processors import PROCESSORS, load_processor
 from pocketserve.config import ModelSpec
 from pocketserve.engines.batching import Batcher
 from pocketserve.engines.chat import ChatEngine, OnEvent
-from pocketserve.errors import ContextLengthExceeded, InvalidRequest
+from pocketserve.errors import ContextLengthExceeded, EngineFailure, InvalidRequest
 from pocketserve.ops.chat import (
     ChatMessage,
     ChatRequest,
@@ -36,6 +37,8 @@ from pocketserve.ops.chat import (
     TokenizeRequest,
 )
 from pocketserve.ops.common import Usage
+
+log = logging.getLogger("pocketserve.transformers_vlm")
 
 OPTIONS = ("max_batch", "batch_window_ms", "n_ctx", "dtype", "device", "threads")
 
@@ -194,7 +197,13 @@ class VisionBackend:
             groups.setdefault(key, []).append(job)
         try:
             for group in groups.values():
-                run_group(self, group)
+                try:
+                    run_group(self, group)
+                except Exception as exc:  # this group's failure, not the other groups'
+                    log.exception("generate() failed for a batch of %d", len(group))
+                    for job in group:
+                        job.error = job.error or EngineFailure(
+                            f"the model failed: {type(exc).__name__}: {exc}")
         finally:
             for job in jobs:
                 job.finished.set()

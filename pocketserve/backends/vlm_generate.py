@@ -100,10 +100,11 @@ def run_group(backend: VisionBackend, jobs: list[Job]) -> None:
     seed = arguments.pop("seed", None)
     if seed is not None:
         torch.manual_seed(int(seed))
+    inputs = inputs.to(backend.device, dtype=backend.model.dtype)  # pixels as the weights
     with torch.inference_mode():
         backend.model.generate(
-            **inputs.to(backend.device), max_new_tokens=max(j.budget for j in jobs),
-            streamer=rows, stopping_criteria=StoppingCriteriaList([Done()]),
+            **inputs, max_new_tokens=max(j.budget for j in jobs), streamer=rows,
+            stopping_criteria=StoppingCriteriaList([Done()]),
             pad_token_id=backend.tokenizer.pad_token_id, **arguments)
     rows.finish_all()
 
