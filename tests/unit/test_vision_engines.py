@@ -302,3 +302,17 @@ def test_smolvlm_answers_images_alone_and_batched(smol: Engine) -> None:
     for t in threads:
         t.join()
     assert together == alone
+
+
+def test_smolvlm_answers_through_llamacpp_with_its_projector() -> None:
+    built = cached_build("smolvlm")
+    if built.gguf is None:
+        pytest.skip("llama.cpp's converter is not here; make test fetches it")
+    spec = ModelSpec(id="tiny-smolvlm-gguf", capability="chat", backend="llamacpp",
+                     source=str(built.gguf), options={"mmproj": str(built.mmproj),
+                                                      "n_ctx": 1024, "n_parallel": 2})
+    for engine in _engine(spec, built.gguf):
+        texts, usage, _ = answer(engine, ask(image(0)))
+        assert texts[0] and usage.completion_tokens == 8
+        # llama.cpp lays out Idefics3's image tokens its own way: no token-for-token match
+        assert answer(engine, ask(image(0), image(1)))[1].prompt_tokens > usage.prompt_tokens
