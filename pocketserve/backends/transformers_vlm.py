@@ -96,8 +96,10 @@ class VisionBackend:
         if req.suffix is not None:
             raise InvalidRequest("This model has no fill-in-the-middle tokens, so it cannot "
                                  "take a suffix.", param="suffix")
-        text = req.prompt if isinstance(req.prompt, str) else self.detokenize(req.prompt)
-        self._generate(text, [], req.sampling, False, on_event, cancelled)
+        if not isinstance(req.prompt, str):  # its processor takes text, not token ids
+            raise InvalidRequest("This model takes a prompt as text, not token ids.",
+                                 param="prompt")
+        self._generate(req.prompt, [], req.sampling, False, on_event, cancelled)
 
     def tokenize(self, req: TokenizeRequest) -> list[int]:
         if req.tools:
@@ -158,8 +160,7 @@ class VisionBackend:
             raise future.exception()  # type: ignore[misc]
         if job.error is not None:
             raise job.error
-        if not cancelled.is_set():
-            on_event(Usage(job.prompt_tokens, sum(r.generated for r in job.rows)))
+        on_event(Usage(job.prompt_tokens, sum(r.generated for r in job.rows)))
 
     def _sampling(self, s: SamplingParams) -> dict[str, Any]:
         """generate()'s sampling arguments; what transformers cannot do is refused by name."""

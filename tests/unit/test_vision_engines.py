@@ -17,7 +17,7 @@ from pocketserve.catalog import sees, spec_for_path
 from pocketserve.config import ModelSpec
 from pocketserve.engines.base import Engine
 from pocketserve.errors import InvalidRequest
-from pocketserve.ops.chat import CHAT, TOKENIZE, TextDelta
+from pocketserve.ops.chat import CHAT, COMPLETE, TOKENIZE, TextDelta
 from pocketserve.ops.common import Usage
 from tests.engine_helpers import run_op
 from tests.vision_models import Built, cached_build, convert_script, png, torch_missing
@@ -235,6 +235,14 @@ def test_transformers_refuses_tools_and_bad_images(hf: Engine) -> None:
     with pytest.raises(InvalidRequest) as caught:
         run_op(hf, CHAT, ask(broken))
     assert caught.value.param == "messages"
+
+
+def test_completions_take_text_only(hf: Engine) -> None:
+    events = run_op(hf, COMPLETE, {"prompt": "The cat", "sampling": {"max_tokens": 3}})
+    assert isinstance(events[-1], Usage) and events[-1].completion_tokens <= 3
+    with pytest.raises(InvalidRequest) as caught:
+        run_op(hf, COMPLETE, {"prompt": [5, 6, 7], "sampling": {"max_tokens": 3}})
+    assert caught.value.param == "prompt"
 
 
 def test_tokenize_counts_the_image(hf: Engine) -> None:
