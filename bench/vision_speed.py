@@ -85,7 +85,7 @@ def raw_llamacpp(built: Built, runs: int, threads: int) -> float:
     params = xllamacpp.CommonParams()
     params.model.path = str(built.gguf)
     params.mmproj.path = str(built.mmproj)
-    params.n_ctx, params.n_parallel = 2048, 8
+    params.n_ctx, params.n_parallel, params.verbosity = 2048, 8, -1
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
     server = xllamacpp.Server(params)
 
