@@ -5,23 +5,31 @@ turn detection each utterance is transcribed as soon as its silence is long enou
 that arrive meanwhile wait in the input queue and are judged after), without it everything sent
 is transcribed when the input ends. Whisper segments of one utterance are joined into one
 `Segment` whose times are the utterance's, from the start of the stream.
+
+Partials (when asked for) re-transcribe the speech going on so far, at most once per
+`partial_interval_ms` of new audio and of time, and only when no frames are waiting: a worker
+that falls behind skips them rather than fall further behind. The final `Segment` is always
+transcribed from the whole utterance, so partials never change it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from pocketserve.engines.base import Call, Emit
+from pocketserve.engines.base import Call, Emit, Inputs
 from pocketserve.engines.turns import RATE, SpeechProbabilities, Started, TurnDetector
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.transcription import (
     ListenRequest,
+    Partial,
     Segment,
     SpeechStarted,
     SpeechStopped,
     TranscriptEvent,
+    TranscriptInfo,
     TranscriptionRequest,
 )
 
@@ -41,6 +49,8 @@ class ListenBackend(Protocol):
 
 
 def listen(backend: ListenBackend, req: ListenRequest, emit: Emit, call: Call) -> None:
+    import numpy as np
+
     from pocketserve.audio.resample import PcmTo16k
 
     if req.sample_rate <= 0:
@@ -53,17 +63,20 @@ def listen(backend: ListenBackend, req: ListenRequest, emit: Emit, call: Call) -
     held: list[npt.NDArray[np.float32]] = []  # without turn detection: everything sent
     utterances = 0
     held_samples = 0
+    partials = None if not req.partial_interval_ms else _Partials(backend, req, emit, call)
 
     def turns(samples: npt.NDArray[np.float32], final: bool = False) -> None:
         nonlocal utterances
         assert detector is not None
         for turn in [*detector.feed(samples), *(detector.finish() if final else [])]:
+            if partials is not None:
+                partials.reset()
             if isinstance(turn, Started):
                 emit(SpeechStarted(turn.start_ms))
                 continue
             emit(SpeechStopped(turn.end_ms))
             segment = _transcribe(backend, turn.audio, req, utterances, turn.start_ms / 1000,
-                                  call.cancelled)
+                                  call.cancelled, emit)
             utterances += 1
             if segment is not None:
                 emit(segment)
@@ -79,32 +92,79 @@ def listen(backend: ListenBackend, req: ListenRequest, emit: Emit, call: Call) -
                 raise InvalidRequest(f"More than {req.max_seconds:g} s of audio without a "
                                      "commit; commit (or clear) more often.", param="audio",
                                      code="input_audio_buffer_too_long")
+            if partials is not None:
+                partials.maybe(held_samples, 0.0, lambda: np.concatenate(held))
         else:
             turns(samples)
+            if partials is not None and detector.speaking:
+                partials.maybe(detector.heard_samples(), detector.start_ms / 1000,
+                               detector.heard)
     if call.cancelled.is_set():
         return
     tail = resampler.finish()
     if detector is not None:
         turns(tail, final=True)
         return
-    import numpy as np
-
-    segment = _transcribe(backend, np.concatenate([*held, tail]), req, 0, 0.0, call.cancelled)
+    segment = _transcribe(backend, np.concatenate([*held, tail]), req, 0, 0.0, call.cancelled,
+                          emit)
     if segment is not None:
         emit(segment)
 
 
+class _Partials:
+    """When the speech going on is transcribed again, and what was last said of it."""
+
+    def __init__(self, backend: ListenBackend, req: ListenRequest, emit: Emit, call: Call):
+        assert req.partial_interval_ms is not None and call.inputs is not None
+        self.backend, self.req, self.emit, self.call = backend, req, emit, call
+        self.inputs: Inputs = call.inputs
+        self.every_samples = req.partial_interval_ms * RATE // 1000
+        self.every_s = req.partial_interval_ms / 1000
+        self.reset()
+
+    def reset(self) -> None:
+        """A new utterance: its first partial comes after one interval of its audio."""
+        self.done_samples = 0
+        self.last_text = ""
+        self.last_at = 0.0
+
+    def maybe(self, samples: int, start_s: float,
+              audio: Callable[[], npt.NDArray[np.float32] | None]) -> None:
+        if (samples - self.done_samples < self.every_samples or self.inputs.waiting()
+                or time.monotonic() - self.last_at < self.every_s):
+            return
+        heard = audio()
+        if heard is None:
+            return
+        segment = _transcribe(self.backend, heard, self.req, 0, start_s, self.call.cancelled)
+        self.done_samples, self.last_at = samples, time.monotonic()
+        if segment is not None and segment.text and segment.text != self.last_text:
+            self.last_text = segment.text
+            self.emit(Partial(text=segment.text, start=start_s))
+
+
 def _transcribe(backend: ListenBackend, audio: npt.NDArray[np.float32], req: ListenRequest,
-                index: int, start_s: float, cancelled: threading.Event) -> Segment | None:
-    """One utterance as one Segment (None when cancelled meanwhile)."""
+                index: int, start_s: float, cancelled: threading.Event,
+                emit: Emit | None = None) -> Segment | None:
+    """One utterance as one Segment (None when cancelled meanwhile); with `emit`, the
+    language heard goes out first as a `TranscriptInfo`."""
     found: list[Segment] = []
+    info: list[TranscriptInfo] = []
+
+    def keep(event: TranscriptEvent) -> None:
+        if isinstance(event, Segment):
+            found.append(event)
+        elif isinstance(event, TranscriptInfo):
+            info.append(event)
+
     if len(audio):
         request = TranscriptionRequest(audio=b"", language=req.language, prompt=req.prompt)
-        backend.transcribe(audio, request,
-                           lambda e: found.append(e) if isinstance(e, Segment) else None,
-                           cancelled)
+        backend.transcribe(audio, request, keep, cancelled)
     if cancelled.is_set():
         return None
+    if emit is not None:
+        emit(TranscriptInfo(language=info[0].language if info else req.language or "",
+                            duration=len(audio) / RATE))
     n = max(len(found), 1)
     return Segment(
         id=index, seek=0, start=start_s, end=start_s + len(audio) / RATE,

@@ -69,6 +69,18 @@ class TurnDetector:
     def speaking(self) -> bool:
         return self._speech is not None
 
+    @property
+    def start_ms(self) -> int:
+        """Where the utterance going on (or the last one) started."""
+        return self._start_ms
+
+    def heard(self) -> Samples | None:
+        """The utterance going on so far (None between utterances): what a partial hears."""
+        return None if self._speech is None else self._np.concatenate(self._speech)
+
+    def heard_samples(self) -> int:
+        return 0 if self._speech is None else len(self._speech) * WINDOW
+
     def feed(self, samples: Samples) -> list[Turn]:
         """More audio; the turns it completed or began, in order."""
         np = self._np
