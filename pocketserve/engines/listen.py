@@ -7,8 +7,9 @@ is transcribed when the input ends. Whisper segments of one utterance are joined
 `Segment` whose times are the utterance's, from the start of the stream.
 
 Partials (when asked for) re-transcribe the speech going on so far, at most once per
-`partial_interval_ms` of new audio and of time, and only when no frames are waiting: a worker
-that falls behind skips them rather than fall further behind. The final `Segment` is always
+`partial_interval_ms` of new audio and of time, and while frames are waiting (the worker is
+behind the client) only once per three intervals: a worker that falls behind makes fewer of
+them rather than fall further behind. The final `Segment` is always
 transcribed from the whole utterance, so partials never change it.
 """
 
@@ -130,8 +131,9 @@ class _Partials:
 
     def maybe(self, samples: int, start_s: float,
               audio: Callable[[], npt.NDArray[np.float32] | None]) -> None:
-        if (samples - self.done_samples < self.every_samples or self.inputs.waiting()
-                or time.monotonic() - self.last_at < self.every_s):
+        new = samples - self.done_samples
+        behind = self.inputs.waiting() and new < 3 * self.every_samples
+        if new < self.every_samples or behind or time.monotonic() - self.last_at < self.every_s:
             return
         heard = audio()
         if heard is None:

@@ -106,6 +106,7 @@ class _Stream:
     stream: OpStream[ListenEvent] | None = None
     task: asyncio.Task[None] | None = None
     language: str | None = None
+    unheard: int = 0  # utterances started and not yet transcribed
 
 
 class SttSession(LiveSession):
@@ -128,7 +129,8 @@ class SttSession(LiveSession):
         await super().run()
 
     def busy(self) -> bool:
-        return bool(self._finishing) or self.ending
+        """Transcripts still to come: the client may well wait for them in silence."""
+        return bool(self._finishing) or self.ending or bool(self._open and self._open.unheard)
 
     async def stop(self) -> None:
         tasks = [*self._finishing, *([self._open.task] if self._open and self._open.task
@@ -236,6 +238,7 @@ class SttSession(LiveSession):
     def _on_event(self, current: _Stream, event: ListenEvent) -> None:
         at = current.offset_s
         if isinstance(event, SpeechStarted):
+            current.unheard += 1
             self.send({"type": "speech_started",
                        "audio_start_ms": round(at * 1000 + event.audio_start_ms)})
         elif isinstance(event, SpeechStopped):
@@ -247,6 +250,7 @@ class SttSession(LiveSession):
         elif isinstance(event, TranscriptInfo):
             current.language = event.language or current.language
         elif isinstance(event, Segment):
+            current.unheard = max(0, current.unheard - 1)
             self.send({"type": "final", "text": event.text, "start": round(at + event.start, 3),
                        "end": round(at + event.end, 3), "language": current.language})
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from pocketserve.audio.encode import FORMATS, OUTPUT_RATE
 from pocketserve.engines.sentences import MAX_SENTENCE_CHARS, split_sentences
+from pocketserve.engines.speech import MAX_INPUT_CHARS
 from pocketserve.errors import PocketserveError
 from pocketserve.live import options
 from pocketserve.live.session import Bounds, LiveSession, Transport
@@ -155,10 +156,20 @@ class TtsSession(LiveSession):
                               code="session_ending", param="type")
 
     def _say(self, text: str) -> None:
-        if split_sentences(text):  # something to say (not only punctuation or space)
-            unit = _Unit(text.strip(), self.config)
-            self._pending_chars += len(unit.text)
-            self._queue.put_nowait(unit)
+        """Queue `text` to be spoken: one unit, or several where one request could not hold
+        it; nothing where there is nothing to say (only punctuation or space)."""
+        sentences = split_sentences(text)
+        if len(text) <= MAX_INPUT_CHARS:
+            units = [text.strip()] if sentences else []
+        else:
+            units = [""]
+            for sentence in sentences:
+                if len(units[-1]) + len(sentence) >= MAX_INPUT_CHARS:
+                    units.append("")
+                units[-1] = f"{units[-1]} {sentence}".strip()
+        for unit in units:
+            self._pending_chars += len(unit)
+            self._queue.put_nowait(_Unit(unit, self.config))
 
     async def _speak(self) -> None:
         while True:
