@@ -7,16 +7,15 @@ is transcribed when the input ends. Whisper segments of one utterance are joined
 `Segment` whose times are the utterance's, from the start of the stream.
 
 Partials (when asked for) re-transcribe the speech going on so far, at most once per
-`partial_interval_ms` of new audio and of time, and while frames are waiting (the worker is
-behind the client) only once per three intervals: a worker that falls behind makes fewer of
-them rather than fall further behind. The final `Segment` is always
-transcribed from the whole utterance, so partials never change it.
+`partial_interval_ms` of its new audio, and while frames are waiting (the worker is behind the
+client) only once per three intervals: a worker that falls behind makes fewer of them rather
+than fall further behind. The final `Segment` is always transcribed from the whole utterance,
+so partials never change it.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -120,26 +119,24 @@ class _Partials:
         self.backend, self.req, self.emit, self.call = backend, req, emit, call
         self.inputs: Inputs = call.inputs
         self.every_samples = req.partial_interval_ms * RATE // 1000
-        self.every_s = req.partial_interval_ms / 1000
         self.reset()
 
     def reset(self) -> None:
         """A new utterance: its first partial comes after one interval of its audio."""
         self.done_samples = 0
         self.last_text = ""
-        self.last_at = 0.0
 
     def maybe(self, samples: int, start_s: float,
               audio: Callable[[], npt.NDArray[np.float32] | None]) -> None:
         new = samples - self.done_samples
         behind = self.inputs.waiting() and new < 3 * self.every_samples
-        if new < self.every_samples or behind or time.monotonic() - self.last_at < self.every_s:
+        if new < self.every_samples or behind:
             return
         heard = audio()
         if heard is None:
             return
         segment = _transcribe(self.backend, heard, self.req, 0, start_s, self.call.cancelled)
-        self.done_samples, self.last_at = samples, time.monotonic()
+        self.done_samples = samples
         if segment is not None and segment.text and segment.text != self.last_text:
             self.last_text = segment.text
             self.emit(Partial(text=segment.text, start=start_s))

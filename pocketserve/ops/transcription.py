@@ -98,8 +98,8 @@ class ListenRequest(msgspec.Struct, kw_only=True):
     # The longest audio held for one transcript: a turn that goes on longer is cut there (and
     # the next one starts); without turn detection, more uncommitted audio is refused.
     max_seconds: float = 300.0
-    # Partial transcripts of the speech going on: at most one per this much new audio (and
-    # this much time), and only while the worker keeps up with the frames. None: no partials.
+    # Partial transcripts of the speech going on: at most one per this much new audio (one per
+    # three times as much while the worker is behind the frames). None: no partials.
     partial_interval_ms: int | None = None
 
 

@@ -23,6 +23,7 @@ from pocketserve.ops.transcription import (
     Segment,
     SpeechStarted,
     SpeechStopped,
+    TranscriptInfo,
     TurnDetection,
 )
 from pocketserve.ops.wire import encode
@@ -168,18 +169,19 @@ def test_listen_with_server_vad_transcribes_each_utterance(
     events = _listen(tiny, {"sample_rate": 24_000, "turn_detection": {}}, _pcm24k(audio),
                      frame_bytes=4800)  # 100 ms frames
     kinds = [type(e) for e in events]
-    assert kinds == [SpeechStarted, SpeechStopped, Segment] * 2
+    assert kinds == [SpeechStarted, SpeechStopped, TranscriptInfo, Segment] * 2
     segments = [e for e in events if isinstance(e, Segment)]
     assert wer(first, segments[0].text) <= 0.35, segments[0].text
     assert wer(second, segments[1].text) <= 0.35, segments[1].text
-    assert events[0].audio_start_ms < events[1].audio_end_ms < events[3].audio_start_ms
-    assert segments[1].start == pytest.approx(events[3].audio_start_ms / 1000)
+    assert events[0].audio_start_ms < events[1].audio_end_ms < events[4].audio_start_ms
+    assert segments[1].start == pytest.approx(events[4].audio_start_ms / 1000)
+    assert events[2].language == "en"
 
 
 def test_listen_without_turn_detection_transcribes_at_the_end(
         tiny: Any, speech: tuple[Audio, str, str], tmp_path: Path) -> None:
     audio, first, second = speech
     events = _listen(tiny, {"sample_rate": 24_000}, _pcm24k(audio), frame_bytes=9600)
-    assert [type(e) for e in events] == [Segment]
-    assert wer(f"{first} {second}", events[0].text) <= 0.35, events[0].text
-    assert events[0].end == pytest.approx(len(audio) / RATE, abs=0.05)
+    assert [type(e) for e in events] == [TranscriptInfo, Segment]
+    assert wer(f"{first} {second}", events[1].text) <= 0.35, events[1].text
+    assert events[1].end == pytest.approx(len(audio) / RATE, abs=0.05)
