@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
-from pocketserve.errors import EngineFailure, PocketserveError
+from pocketserve.errors import EngineFailure, InvalidRequest, PocketserveError
 from pocketserve.live import options
 from pocketserve.live.session import Bounds, LiveSession, Transport
 from pocketserve.ops.transcription import (
@@ -107,6 +107,8 @@ class _Stream:
     task: asyncio.Task[None] | None = None
     language: str | None = None
     unheard: int = 0  # utterances started and not yet transcribed
+    committed: bool = False  # its input has ended
+    finished: bool = False  # its events have ended (a failure can end them at once)
 
 
 class SttSession(LiveSession):
@@ -121,6 +123,9 @@ class SttSession(LiveSession):
         self._open: _Stream | None = None
         self._finishing: set[asyncio.Task[None]] = set()
         self._closing: asyncio.Task[None] | None = None
+        # Why the model refused this config's audio (an unsupported language): later audio is
+        # refused with it, without a new stream each frame, until the next config or commit.
+        self._refused: InvalidRequest | None = None
         self.handlers = {"config": self._configure, "audio": self._audio_event,
                          "commit": self._commit, "end": self._end}
 
@@ -150,6 +155,7 @@ class SttSession(LiveSession):
                               "send 'commit' first.", code="config_after_audio", param="type")
         fields = {k: v for k, v in event.items() if k not in ("type", "event_id")}
         self.config = self.config.updated(fields, self.resolve)
+        self._refused = None
         self.send({"type": "session.updated", "config": asdict(self.config)})
 
     async def _audio_event(self, event: dict[str, Any]) -> None:
@@ -166,6 +172,8 @@ class SttSession(LiveSession):
 
     async def _append(self, pcm: bytes) -> None:
         self._check_not_ending("audio")
+        if self._refused is not None:
+            raise self._refused
         _check_pcm(pcm)
         if not pcm:
             return
@@ -176,6 +184,7 @@ class SttSession(LiveSession):
 
     async def _commit(self, event: dict[str, Any]) -> None:
         self._check_not_ending("commit")
+        self._refused = None
         if self._open is None:
             raise ClientError("There is no audio to commit.",
                               code="input_audio_buffer_commit_empty")
@@ -203,6 +212,7 @@ class SttSession(LiveSession):
         current, self._open = self._open, None
         assert current is not None and current.stream is not None and current.task is not None
         current.stream.end_input()
+        current.committed = True
         self._finishing.add(current.task)
         current.task.add_done_callback(self._finishing.discard)
 
@@ -211,7 +221,8 @@ class SttSession(LiveSession):
         ready: asyncio.Future[OpStream[ListenEvent]] = asyncio.get_running_loop().create_future()
         current.task = asyncio.create_task(self._listen(current, self.config, ready))
         current.stream = await ready  # raises what opening raised (an unknown model, 429)
-        self._open = current
+        if not current.finished:
+            self._open = current
         return current
 
     async def _listen(self, current: _Stream, config: SttConfig,
@@ -221,7 +232,7 @@ class SttSession(LiveSession):
                 ready.set_result(stream)
                 async for event in stream.events():
                     self._on_event(current, event)
-            if current is not self._open:
+            if current.committed:
                 self.send({"type": "committed", "audio_end_ms": round(self.sent_s * 1000)})
         except Exception as exc:
             error = exc if isinstance(exc, PocketserveError) else EngineFailure(
@@ -230,8 +241,11 @@ class SttSession(LiveSession):
                 ready.set_exception(error)
                 return
             log.warning("live transcription failed: %s", error.message)
+            if isinstance(error, InvalidRequest) and not current.committed:
+                self._refused = error
             self.error(error)
         finally:
+            current.finished = True
             if self._open is current:
                 self._open = None
 

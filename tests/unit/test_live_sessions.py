@@ -207,8 +207,9 @@ async def test_idle_and_session_length_bounds() -> None:
 
 
 class FakeListenStream:
-    def __init__(self, rate: int):
+    def __init__(self, rate: int, language: str | None):
         self.rate = rate
+        self.language = language
         self.frames: list[bytes] = []
         self.ended = asyncio.Event()
 
@@ -219,6 +220,9 @@ class FakeListenStream:
         self.ended.set()
 
     async def events(self) -> AsyncIterator[Any]:
+        if self.language == "xx":
+            raise InvalidRequest("This model does not support the language 'xx'.",
+                                 param="language", code="unsupported_language")
         yield SpeechStarted(100)
         await self.ended.wait()
         n = sum(len(f) for f in self.frames) // 2
@@ -236,7 +240,7 @@ class FakeListeners:
 
     @contextlib.asynccontextmanager
     async def open(self, name: str, op: Any, request: Any) -> AsyncIterator[Any]:
-        stream = FakeListenStream(request.sample_rate)
+        stream = FakeListenStream(request.sample_rate, request.language)
         self.streams.append(stream)
         self.open_now += 1
         try:
@@ -306,6 +310,27 @@ async def test_stt_vanished_client_closes_the_open_stream() -> None:
     transport.inbox.put_nowait(None)
     await asyncio.wait_for(run, 2)
     assert models.open_now == 0 and not transport.events("final")
+
+
+@synchronously
+async def test_stt_audio_the_model_refuses_is_refused_until_the_config_changes() -> None:
+    models, transport = FakeListeners(), FakeTransport()
+    session = _stt(models, transport)
+    transport.put(type="config", language="xx")
+    transport.inbox.put_nowait(b"\0\0" * 100)
+    run = asyncio.create_task(session.run())
+    await transport.wait_for("error")
+    for _ in range(3):
+        transport.inbox.put_nowait(b"\0\0" * 100)
+    await transport.wait_for("error", 4)
+    transport.put(type="config", language="en")
+    transport.inbox.put_nowait(b"\0\0" * 100)
+    transport.put(type="end")
+    await asyncio.wait_for(run, 5)
+    errors = [e["error"] for e in transport.events("error")]
+    assert [e["param"] for e in errors] == ["language"] * 4
+    assert len(models.streams) == 2  # one refused, one heard: none opened per frame
+    assert [f["text"] for f in transport.events("final")] == ["100 samples"]
 
 
 @pytest.mark.parametrize("query", [{"vad": "off"}, {"vad": "server_vad"}, {"vad": None}])
