@@ -100,9 +100,10 @@ class LiveSession:
     async def handle(self, message: str | bytes) -> None:
         event_id = None
         try:
-            if len(message) > self.bounds.max_message_bytes:
-                raise ClientError(f"The message has {len(message)} bytes; the most one message "
-                                  f"may have is {self.bounds.max_message_bytes}.",
+            size = len(message) if isinstance(message, bytes) else len(message.encode())
+            if size > self.bounds.max_message_bytes:
+                raise ClientError(f"The message has {size} bytes; the most one message may "
+                                  f"have is {self.bounds.max_message_bytes}.",
                                   code="message_too_large")
             if isinstance(message, bytes):
                 await self.on_binary(message)
