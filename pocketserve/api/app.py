@@ -17,6 +17,7 @@ from pocketserve.api.routes import (
     admin,
     chat,
     embeddings,
+    live,
     messages,
     models,
     realtime,
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(embeddings.router)
     app.include_router(rerank.router)
     app.include_router(realtime.router)
+    app.include_router(live.router)
     # Added innermost first: the request context wraps everything, so even a 401 or a 413
     # carries the request id and is counted. Every layer covers WebSocket handshakes too; the
     # connection limit sits inside auth, where the key is known.

@@ -208,7 +208,7 @@ class ResponseRun:
                                      "delta": event.text})
                     unsaid += event.text
                     first = unsaid == (self.item.text or "")  # nothing handed over yet
-                    if speaker is not None and (cut := _last_end(unsaid, first)):
+                    if speaker is not None and (cut := sayable_end(unsaid, first)):
                         sentences.put_nowait(unsaid[:cut])
                         unsaid = unsaid[cut:]
             if speaker is not None:
@@ -289,7 +289,7 @@ class ResponseRun:
         }
 
 
-def _last_end(text: str, first: bool = False) -> int:
+def sayable_end(text: str, first: bool = False) -> int:
     """Where the last complete sentence of `text` ends (0: none yet); for the `first` words
     of an answer, a long enough clause will do."""
     end = last_sentence_end(text)
