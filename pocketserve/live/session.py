@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pocketserve.errors import PocketserveError
-from pocketserve.realtime.errors import ClientError
+from pocketserve.realtime.errors import ClientError, parse_event
 from pocketserve.realtime.response import error_event
 
 log = logging.getLogger("pocketserve.live")
@@ -108,7 +108,7 @@ class LiveSession:
             if isinstance(message, bytes):
                 await self.on_binary(message)
                 return
-            event = parse(message)
+            event = parse_event(message)
             event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
             handler = self.handlers.get(event["type"])
             if handler is None:
@@ -162,14 +162,3 @@ class LiveSession:
                     await self.transport.send_text(message)
             except Exception:  # the client has gone; the reader will see it
                 return
-
-
-def parse(message: str) -> dict[str, Any]:
-    try:
-        event = json.loads(message)
-    except ValueError:
-        raise ClientError("The message is not valid JSON.", code="invalid_json") from None
-    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        raise ClientError("An event must be a JSON object with a string 'type'.",
-                          code="missing_required_parameter", param="type")
-    return event

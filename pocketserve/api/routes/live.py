@@ -9,7 +9,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, WebSocket
 
 from pocketserve.api.capability import model_for
-from pocketserve.api.websocket import accept
+from pocketserve.api.websocket import WebSocketTransport, accept
 from pocketserve.config import Settings
 from pocketserve.errors import PocketserveError
 from pocketserve.live.session import Bounds, LiveSession
@@ -20,27 +20,6 @@ from pocketserve.realtime.response import error_event
 from pocketserve.serving.registry import ModelRegistry
 
 router = APIRouter()
-
-
-class _WebSocketTransport:
-    def __init__(self, websocket: WebSocket):
-        self.websocket = websocket
-
-    async def receive(self) -> str | bytes | None:
-        message = await self.websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return None
-        text = message.get("text")
-        return text if text is not None else bytes(message.get("bytes") or b"")
-
-    async def send_text(self, text: str) -> None:
-        await self.websocket.send_text(text)
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self.websocket.send_bytes(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.websocket.close(code, reason)
 
 
 def _resolver(registry: ModelRegistry, capability: str, doing: str) -> Callable[[str], str]:
@@ -74,7 +53,7 @@ async def live_transcription(websocket: WebSocket) -> None:
     except (ClientError, PocketserveError) as exc:
         await _refuse(websocket, exc)
         return
-    session = SttSession(registry, _WebSocketTransport(websocket), config, _bounds(settings),
+    session = SttSession(registry, WebSocketTransport(websocket), config, _bounds(settings),
                          resolve)
     await session.run()
 
@@ -93,6 +72,6 @@ async def live_speech(websocket: WebSocket) -> None:
     except (ClientError, PocketserveError) as exc:
         await _refuse(websocket, exc)
         return
-    session = TtsSession(registry, _WebSocketTransport(websocket), config, _bounds(settings),
+    session = TtsSession(registry, WebSocketTransport(websocket), config, _bounds(settings),
                          resolve, settings.max_input_chars.get("speech", 10_000))
     await session.run()
