@@ -12,39 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from pocketserve.errors import InvalidRequest, PocketserveError
-from pocketserve.ops.chat import CHAT, ChatRequest, SamplingParams, TextDelta
+from pocketserve.errors import PocketserveError
+from pocketserve.ops.chat import ChatRequest, SamplingParams
 from pocketserve.ops.common import Usage
-from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechRequest
-from pocketserve.ops.wire import Op
 from pocketserve.realtime.conversation import Conversation, Item, new_id
-from pocketserve.serving.worker import OpStream
+from pocketserve.voice.reply import Models, Speaking, SpokenReply
 
-Req = TypeVar("Req")
-Ev = TypeVar("Ev")
+__all__ = ["Models", "ResponseParams", "ResponseRun", "Send", "error_event"]
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-# The end of a sentence (or a line) that more text has followed: what is before it can be said.
-_SAYABLE = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)|\n")
-# Before the first audio, a clause is enough once it is this long: the first words then leave
-# before a long first sentence is complete.
-_CLAUSE = re.compile(r"[,;:](?=\s)")
-FIRST_CLAUSE_CHARS = 40
-
-
-class Models(Protocol):
-    """What a session needs of the registry."""
-
-    def stream(self, name: str, op: Op[Req, Ev], request: Req) -> AsyncIterator[Ev]: ...
-
-    def open(self, name: str, op: Op[Req, Ev],
-             request: Req) -> AbstractAsyncContextManager[OpStream[Ev]]: ...
 
 
 @dataclass
@@ -134,51 +114,26 @@ class ResponseRun:
                              "previous_item_id": self._previous_id()})
 
     async def _generate(self, request: ChatRequest) -> None:
+        """The shared spoken-reply pipeline (voice/reply.py), sent as realtime events."""
         delta_type = ("response.output_audio_transcript.delta" if self.params.audio
                       else "response.output_text.delta")
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        speaker = asyncio.create_task(self._speak(sentences)) if self.params.audio else None
-        unsaid = ""
-        try:
-            async for event in self.models.stream(self.params.chat_model, CHAT, request):
-                if isinstance(event, Usage):
-                    self._usage = event
-                elif isinstance(event, TextDelta) and event.index == 0 and event.text:
-                    self.item.text = (self.item.text or "") + event.text
-                    await self.send({**self._where(), "type": delta_type,
-                                     "delta": event.text})
-                    unsaid += event.text
-                    first = unsaid == (self.item.text or "")  # nothing handed over yet
-                    if speaker is not None and (cut := _last_end(unsaid, first)):
-                        sentences.put_nowait(unsaid[:cut])
-                        unsaid = unsaid[cut:]
-            if speaker is not None:
-                sentences.put_nowait(unsaid)
-                sentences.put_nowait(None)
-                await speaker
-        finally:
-            if speaker is not None and not speaker.done():
-                speaker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await speaker
 
-    async def _speak(self, sentences: asyncio.Queue[str | None]) -> None:
-        while (text := await sentences.get()) is not None:
-            if not text.strip():
-                continue
-            request = SpeechRequest(input=text.strip(), voice=self.params.voice,
-                                    response_format="pcm", speed=self.params.speed)
-            try:
-                async for event in self.models.stream(self.params.speech_model, SPEECH,
-                                                      request):
-                    if isinstance(event, Audio) and event.audio:
-                        await self.send({**self._where(), "type": "response.output_audio.delta",
-                                         "delta": base64.b64encode(event.audio).decode()})
-                    elif isinstance(event, SpeechDone):
-                        self._audio_tokens += event.usage.output_tokens
-            except InvalidRequest as exc:
-                if exc.param != "input":  # text with nothing to say ("..."): skip it
-                    raise
+        async def text(delta: str) -> None:
+            self.item.text = (self.item.text or "") + delta
+            await self.send({**self._where(), "type": delta_type, "delta": delta})
+
+        async def audio(pcm: bytes) -> None:
+            await self.send({**self._where(), "type": "response.output_audio.delta",
+                             "delta": base64.b64encode(pcm).decode()})
+
+        reply = SpokenReply(self.models, text, audio)
+        speaking = (Speaking(self.params.speech_model, self.params.voice, self.params.speed)
+                    if self.params.audio else None)
+        try:
+            await reply.run(self.params.chat_model, request, speaking)
+        finally:
+            self._usage = reply.usage
+            self._audio_tokens = reply.audio_tokens
 
     def _where(self) -> dict[str, Any]:
         return {"response_id": self.id, "item_id": self.item.id, "output_index": 0,
@@ -218,19 +173,6 @@ class ResponseRun:
                                  "voice": self.params.voice}},
             "usage": usage, "metadata": None,
         }
-
-
-def _last_end(text: str, first: bool = False) -> int:
-    """Where the last complete sentence of `text` ends (0: none yet); for the `first` words
-    of an answer, a long enough clause will do."""
-    end = 0
-    for match in _SAYABLE.finditer(text):
-        end = match.end()
-    if not end and first:
-        for match in _CLAUSE.finditer(text):
-            if match.end() >= FIRST_CLAUSE_CHARS:
-                return match.end()
-    return end
 
 
 def error_event(message: str, kind: str = "invalid_request_error", code: str | None = None,
