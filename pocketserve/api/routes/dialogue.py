@@ -33,7 +33,7 @@ from pocketserve.api.protocol.voice_answers import (
 from pocketserve.api.streaming import primed, typed_sse_response
 from pocketserve.config import Settings
 from pocketserve.errors import PocketserveError
-from pocketserve.ops.transcription import TranscriptionRequest
+from pocketserve.ops.transcription import TranscriptionRequest, VadParams
 from pocketserve.serving.context import current_request
 from pocketserve.serving.registry import ModelRegistry
 from pocketserve.voice.dialogue import TurnEvent, TurnRequest, dialogue_turn
@@ -87,8 +87,9 @@ def _turn(form: DialogueForm, audio: bytes, registry: ModelRegistry,
     speaks = _model(registry, form.speech_model, settings.realtime_speech_model, "speech",
                     "generate speech", "speech_model")
     return TurnRequest(
+        # Whisper's VAD filter always: on silence Whisper alone "hears" words ("You").
         transcription=TranscriptionRequest(audio=audio, language=form.language,
-                                           prompt=form.prompt,
+                                           prompt=form.prompt, vad=VadParams(),
                                            max_seconds=settings.audio_max_seconds),
         transcription_model=hears, chat_model=chat.id,
         speaking=Speaking(speaks, form.voice, form.speed), response_format=form.response_format,
