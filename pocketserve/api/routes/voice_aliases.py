@@ -1,7 +1,8 @@
 """The reference design's short names, each a thin alias of one of our routes:
 
 - POST /v1/speech-to-text: /v1/audio/transcriptions' form and code; `model` may be left out.
-- POST /v1/text-to-speech: /v1/audio/speech's code; base64 audio in JSON, or the audio stream.
+- POST /v1/text-to-speech: /v1/audio/speech's code; base64 audio in JSON (a wav with its real
+  sizes, as the whole file is known), or the audio stream.
 - POST /v1/generate: /v1/completions' code; the first choice's text as `generated_text`.
 
 Where the client names no model, the voice defaults (realtime_*_model) are used.
@@ -28,6 +29,7 @@ from pocketserve.api.routes.transcription import form_docs, handle
 from pocketserve.audio.encode import MEDIA_TYPES
 from pocketserve.errors import InvalidRequest
 from pocketserve.ops.speech import Audio, SpeechDone
+from pocketserve.voice.audio_out import whole_wav
 
 router = APIRouter()
 T = TypeVar("T")
@@ -64,7 +66,8 @@ async def text_to_speech(body: TextToSpeechRequest, registry: RegistryDep,
                 audio += event.audio
             elif isinstance(event, SpeechDone):
                 duration = event.duration_s
-    return {"audio": base64.b64encode(bytes(audio)).decode(), "format": body.format,
+    whole = whole_wav(bytes(audio)) if body.format == "wav" else bytes(audio)
+    return {"audio": base64.b64encode(whole).decode(), "format": body.format,
             "media_type": MEDIA_TYPES[body.format], "model": registry.spec(speech.model).id,
             "duration_s": round(duration, 3)}
 
