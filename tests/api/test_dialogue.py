@@ -18,7 +18,7 @@ import av
 import httpx
 import pytest
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, start_server, stop_server, wait_healthy
 from tests.e2e.helpers import write_config
 from tests.stt_helpers import espeak, wer
 
@@ -254,6 +254,22 @@ def test_missing_or_misplaced_file_and_unknown_names(server: RunningServer,
     assert no_model.status_code == 404 and no_model.json()["error"]["param"] == "model"
     assert session(server, "dlg_nope").status_code == 404
     assert session(server, "dlg_nope", method="DELETE").status_code == 404
+
+
+def test_a_model_that_fails_mid_answer_ends_the_stream_with_an_error_event(
+        server: RunningServer, clips: list[bytes]) -> None:
+    """The echo model's worker dies after its first token when its prompt says CRASH: the
+    stream has begun, so the failure arrives as an `error` event, and nothing is remembered."""
+    reply = post(server, clips[1], stream=True, instructions="CRASH after one word.")
+    assert reply.status_code == 200
+    events = sse(reply)
+    assert events[0][0] == "dialogue.transcript"
+    kind, last = events[-1]
+    assert kind == "error" and set(last["error"]) == {"message", "type", "param", "code"}
+    assert "dialogue.done" not in [k for k, _ in events]
+    sid = events[0][1]["session_id"]
+    assert session(server, sid).status_code == 404
+    wait_healthy(server, 60)  # the worker is restarted
 
 
 def test_the_server_keeps_serving_after_bad_input(server: RunningServer,

@@ -48,7 +48,10 @@ _TURN_DOCS: dict[str, Any] = {
     "response_model": None,
     "responses": {**answers(DialogueTurn, *MODEL_CALL, stream=DIALOGUE_EVENTS, named=True,
                             description="The turn as JSON, or with `stream` its events "
-                            "(each with an `event:` line naming its type)."), **_NOT_FOUND},
+                            "(each with an `event:` line naming its type)."),
+                  404: {"model": ErrorResponse, "description": "No such model "
+                        "(`model_not_found`, naming the field), or no such session for this "
+                        "API key (`session_not_found`)."}},
     "openapi_extra": {"requestBody": {"required": True, "content": {"multipart/form-data": {
         "schema": {"$ref": "#/components/schemas/DialogueRequest"}}}}},
 }
