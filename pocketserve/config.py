@@ -206,24 +206,29 @@ class Settings(BaseSettings):
     max_websocket_connections_per_key: int | None = Field(
         default=None, ge=1, description="WebSocket connections one API key may hold open at "
         "once (429 / 1013 past it); applies only where keys are required. None: no limit.")
-    # -- Realtime ----------------------------------------------------------------------------
+    # -- Realtime and the other voice routes ------------------------------------------------
+    # The voice models: /v1/realtime, /v1/dialogue and the short aliases (/v1/speech-to-text,
+    # /v1/text-to-speech, /v1/generate) use them where the client names no model.
     realtime_chat_model: str = Field(
         default="smollm2-135m-instruct", description="The chat model of a /v1/realtime "
         "session when the client names none, or names one of OpenAI's realtime models "
-        "(gpt-realtime, gpt-4o-realtime-preview, ...) that is not served here.")
+        "(gpt-realtime, gpt-4o-realtime-preview, ...) that is not served here; also the "
+        "default chat model of /v1/dialogue and /v1/generate.")
     realtime_transcription_model: str = Field(
         default="whisper-base", description="The model that hears a realtime session's audio "
-        "(its voice activity detection and transcripts).")
+        "(its voice activity detection and transcripts); also the default of /v1/dialogue "
+        "and /v1/speech-to-text.")
     realtime_speech_model: str = Field(
         default="piper-joe-medium", description="The model that speaks a realtime session's "
-        "answers in audio mode.")
+        "answers in audio mode; also the default of /v1/dialogue and /v1/text-to-speech.")
     realtime_max_output_tokens: int = Field(
-        default=1024, ge=1, description="The most tokens one realtime answer may have when the "
-        "session and the response ask for no limit (\"inf\"): small models can ramble until "
-        "their context is full.")
+        default=1024, ge=1, description="The most tokens one realtime (or /v1/dialogue) answer "
+        "may have when the request asks for no limit (\"inf\"): small models can ramble "
+        "until their context is full.")
     realtime_temperature: float | None = Field(
         default=None, ge=0, le=2, description="Sampling temperature of realtime answers (the "
-        "GA Realtime API has no such field); None: the chat model's default.")
+        "GA Realtime API has no such field), and of /v1/dialogue answers that name none; "
+        "None: the chat model's default.")
     realtime_idle_timeout_s: float | None = Field(
         default=300.0, gt=0, description="Close a realtime session that has sent nothing for "
         "this long while no answer is being made (an error event, then close code 1000). "
@@ -241,6 +246,21 @@ class Settings(BaseSettings):
     live_max_session_s: float | None = Field(
         default=3600.0, gt=0, description="The longest a /ws/stt or /ws/tts session may last "
         "(an error event, then close code 1000). None: no limit.")
+
+    # -- dialogue (/v1/dialogue) ------------------------------------------------------------
+    dialogue_max_sessions: int = Field(
+        default=1000, ge=1, description="/v1/dialogue sessions kept in memory at once; a new "
+        "one past it evicts the session used longest ago.")
+    dialogue_max_turns: int = Field(
+        default=20, ge=1, description="Turns (question and answer) a dialogue session "
+        "remembers; older ones are dropped first.")
+    dialogue_max_history_tokens: int = Field(
+        default=2048, ge=64, description="Tokens of history a dialogue session sends the chat "
+        "model at most (estimated at 4 characters a token); older turns are dropped first, "
+        "the latest is always kept.")
+    dialogue_idle_ttl_s: float | None = Field(
+        default=1800.0, gt=0, description="A dialogue session unused this long (seconds) is "
+        "forgotten. None: only the count bounds them.")
 
     def policy(self, spec: ModelSpec) -> ModelPolicy:
         """The policy written for this model's id or one of its aliases, else the default."""

@@ -16,6 +16,7 @@ from pocketserve.api.openapi import DESCRIPTION, install_openapi
 from pocketserve.api.routes import (
     admin,
     chat,
+    dialogue,
     embeddings,
     live,
     messages,
@@ -25,6 +26,7 @@ from pocketserve.api.routes import (
     responses,
     speech,
     transcription,
+    voice_aliases,
 )
 from pocketserve.catalog import Catalog
 from pocketserve.config import Settings
@@ -32,6 +34,7 @@ from pocketserve.serving.metrics import Metrics
 from pocketserve.serving.ratelimit import RateLimiter
 from pocketserve.serving.registry import ModelRegistry
 from pocketserve.store.responses import ResponseStore
+from pocketserve.voice.sessions import DialogueStore
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -57,6 +60,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.responses = store
+    app.state.dialogues = DialogueStore(settings.dialogue_max_sessions,
+                                        settings.dialogue_max_turns,
+                                        settings.dialogue_max_history_tokens,
+                                        settings.dialogue_idle_ttl_s)
     install_error_handlers(app)
     install_openapi(app, settings)
     app.include_router(chat.router)
@@ -70,6 +77,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(rerank.router)
     app.include_router(realtime.router)
     app.include_router(live.router)
+    app.include_router(dialogue.router)
+    app.include_router(voice_aliases.router)
     # Added innermost first: the request context wraps everything, so even a 401 or a 413
     # carries the request id and is counted. Every layer covers WebSocket handshakes too; the
     # connection limit sits inside auth, where the key is known.

@@ -28,7 +28,7 @@ from pocketserve.live.session import Bounds, LiveSession, Transport
 from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechEvent, SpeechRequest
 from pocketserve.ops.wire import Op
 from pocketserve.realtime.errors import ClientError
-from pocketserve.realtime.response import sayable_end
+from pocketserve.voice.reply import last_end
 
 log = logging.getLogger("pocketserve.live")
 
@@ -133,7 +133,7 @@ class TtsSession(LiveSession):
                               "be spoken; send more once audio has come back.",
                               code="buffer_full", param="text")
         self.unsaid += text
-        while cut := sayable_end(self.unsaid) or _long_cut(self.unsaid):
+        while cut := last_end(self.unsaid) or _long_cut(self.unsaid):
             self._say(self.unsaid[:cut])
             self.unsaid = self.unsaid[cut:]
 

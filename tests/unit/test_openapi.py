@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
 from pocketserve.api.app import create_app
+from pocketserve.api.protocol import dialogue
 from pocketserve.api.protocol.transcription import FORM_EXAMPLES, TranscriptionForm
 from pocketserve.api.routes import (
     admin,
@@ -24,6 +25,7 @@ from pocketserve.api.routes import (
     responses,
     speech,
     transcription,
+    voice_aliases,
 )
 from pocketserve.config import Settings
 from tests.e2e.openapi_examples import events
@@ -103,7 +105,7 @@ def test_audio_forms_list_what_the_parser_reads() -> None:
 def _request_models() -> dict[str, type[BaseModel]]:
     found = {}
     for module in (admin, embeddings, models, rerank, speech, chat, transcription, responses,
-                   messages):
+                   messages, voice_aliases):
         for route in module.router.routes:
             assert isinstance(route, APIRoute)
             field = route.body_field
@@ -129,6 +131,19 @@ def test_form_examples_parse_as_the_form() -> None:
             fields = {k: v for k, v in example.items() if k != "file"}
             TranscriptionForm.model_validate(fields)
             assert example["file"], task
+
+
+def test_dialogue_form_lists_what_the_parser_reads_and_its_examples_parse() -> None:
+    form = DOC["components"]["schemas"]["DialogueRequest"]
+    assert form["required"] == ["file"]
+    assert set(form["properties"]) == {"file", *dialogue.DialogueForm.model_fields}
+    assert "null" not in json.dumps(form["properties"])
+    for example in form["examples"]:
+        dialogue.DialogueForm.model_validate({k: v for k, v in example.items() if k != "file"})
+        _validator(form).validate(example)
+    alias = DOC["components"]["schemas"]["SpeechToTextRequest"]
+    assert alias["required"] == ["file"]
+    assert set(alias["properties"]) == {"file", *TranscriptionForm.model_fields}
 
 
 @pytest.mark.parametrize(("name", "operation"), OPERATIONS, ids=[n for n, _ in OPERATIONS])
