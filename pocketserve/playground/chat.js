@@ -41,7 +41,7 @@ export function initChat(served) {
   function modelChanged() {
     const model = current();
     $("chat-tools").disabled = !model?.tools;
-    if (!model?.tools) $("chat-tools").checked = false;
+    if (!model?.tools) $("chat-tools").value = "";
     $("chat-images").hidden = !sees(model);
   }
 
@@ -95,7 +95,10 @@ export function initChat(served) {
       temperature: Number($("chat-temperature").value),
       max_tokens: Number($("chat-max-tokens").value),
     };
-    if ($("chat-tools").checked) request.tools = [SAMPLE_TOOL];
+    if ($("chat-tools").value) {
+      request.tools = [SAMPLE_TOOL];
+      request.tool_choice = $("chat-tools").value;
+    }
 
     controller = new AbortController();
     $("chat-stop").disabled = false;

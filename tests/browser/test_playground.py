@@ -122,6 +122,41 @@ def test_the_page_loads_with_no_console_errors(page: Watched, server: RunningSer
     assert httpx.get(server.base_url + "/v1/models").status_code == 401
 
 
+def test_tabs_work_from_the_keyboard_and_fit_a_phone(page: Watched, shots: Path) -> None:
+    p = page.page
+    ready_rows(p)
+    p.locator("#tab-models").focus()
+    p.keyboard.press("ArrowRight")
+    expect(p.locator("#panel-chat")).to_be_visible()
+    expect(p.locator("#tab-chat")).to_be_focused()
+    p.keyboard.press("End")
+    expect(p.locator("#panel-rank")).to_be_visible()
+    p.keyboard.press("ArrowRight")  # wraps around
+    expect(p.locator("#panel-models")).to_be_visible()
+    # Every control has a label a screen reader reads.
+    unlabelled = p.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter((c) => !c.labels?.length && !c.getAttribute('aria-label')).map((c) => c.id)""")
+    assert unlabelled == []
+    p.set_viewport_size({"width": 390, "height": 844})
+    for tab in ("models", "chat", "stt", "tts", "voice", "rank"):
+        p.locator(f"#tab-{tab}").click()
+        overflow = p.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, (tab, overflow)
+    p.locator("#tab-chat").click()
+    p.screenshot(path=shots / "phone-chat.png", full_page=True)
+    assert page.errors == []
+
+
+def test_answers_render_as_markdown_and_never_as_html(page: Watched) -> None:
+    html = page.page.evaluate("""async () => (await import('/playground/markdown.js'))
+        .renderMarkdown('**Hi** <img src=x onerror=alert(1)>\\n\\n```py\\nprint("<b>")\\n```\\n'
+                        + '- [ok](https://example.org) [bad](javascript:evil)\\n- `a<b`')""")
+    assert html == ('<p><strong>Hi</strong> &lt;img src=x onerror=alert(1)&gt;</p>'
+                    '<pre data-lang="py"><code>print(&quot;&lt;b&gt;&quot;)</code></pre>'
+                    '<ul><li><a href="https://example.org" rel="noopener noreferrer" '
+                    'target="_blank">ok</a> bad</li><li><code>a&lt;b</code></li></ul>')
+
+
 def test_with_keys_set_the_page_asks_for_one_and_then_works(
         playwright: Playwright, server: RunningServer, tmp_path: Path, shots: Path) -> None:
     context = open_browser(playwright, tmp_path / "profile")
@@ -165,6 +200,21 @@ def test_a_typed_question_streams_an_answer(page: Watched, shots: Path) -> None:
     assert answer.locator(".body").inner_text().strip()
     expect(p.locator("#chat-stop")).to_be_disabled()
     p.screenshot(path=shots / "chat.png", full_page=True)
+    assert page.errors == []
+
+
+def test_tool_calls_show_when_they_happen(page: Watched) -> None:
+    p = page.page
+    ready_rows(p)
+    p.locator("#tab-chat").click()
+    p.locator("#chat-temperature").fill("0")
+    p.locator("#chat-tools").select_option("required")  # SmolLM2 rarely calls on "auto"
+    p.locator("#chat-input").fill("What is the weather in Paris right now?")
+    p.locator("#chat-send").click()
+    call = p.locator(".msg.assistant .tool-call")
+    expect(call).to_contain_text("Tool call: get_weather(", timeout=90_000)
+    expect(call).to_contain_text("Paris")
+    expect(p.locator("#chat-stats")).to_contain_text("finish: tool_calls", timeout=30_000)
     assert page.errors == []
 
 
