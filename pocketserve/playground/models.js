@@ -56,6 +56,7 @@ export function initModels(served) {
   const tbody = $("models-table").querySelector("tbody");
   let timer = null;
   let last = null;
+  let polls = 0;
   const points = [];
 
   async function render(models) {
@@ -100,6 +101,8 @@ export function initModels(served) {
   }
 
   async function poll() {
+    polls += 1;
+    if (polls % 5 === 0) served.refresh(); // states and memory change too: every 10 s
     try {
       const text = await (await api("/metrics")).text();
       const now = performance.now();

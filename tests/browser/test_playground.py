@@ -3,6 +3,7 @@ server with API keys and small models. Screenshots go to the test run's temporar
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -35,6 +36,7 @@ MODELS = ["smollm2-135m-instruct", "whisper-tiny.en", "piper-joe-medium", "all-m
 SPOKEN = ("Scientists have discovered a new species of frog in the rainforest. The small animal "
           "lives high in the trees and sings loudly at night.")
 QUESTION = "What is the capital of France?"
+STORY = "Please tell me a very long story about a dragon."
 
 
 @pytest.fixture(scope="module")
@@ -327,12 +329,12 @@ def test_an_api_error_is_shown_as_the_server_wrote_it(page: Watched) -> None:
         "400: 'documents' must not be an empty list.", timeout=15_000)
 
 
-def _question_wav(tmp: Path) -> Path:
-    """The question with a second of silence before and eight after, at 24 kHz: Chromium loops
-    the fake microphone's file, and the pause lets the answer come before it asks again."""
+def _question_wav(tmp: Path, question: str, pause_s: float) -> Path:
+    """The question with a second of silence before and `pause_s` after, at 24 kHz. Chromium
+    loops the fake microphone's file: the question comes again after each pause."""
     import av
 
-    spoken = espeak(QUESTION, tmp / "q.wav")
+    spoken = espeak(question, tmp / "q.wav")
     with av.open(str(spoken)) as source:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=24_000)
         pcm = b"".join(bytes(f.planes[0])[: f.samples * 2] for frame in source.decode(audio=0)
@@ -344,25 +346,36 @@ def _question_wav(tmp: Path) -> Path:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(24_000)
-        w.writeframes(silence(1.0) + pcm + silence(8.0))
+        w.writeframes(silence(1.0) + pcm + silence(pause_s))
     out.write_bytes(buffer.getvalue())
     return out
 
 
-def test_a_spoken_conversation_through_realtime(playwright: Playwright, server: RunningServer,
-                                                tmp_path: Path, shots: Path) -> None:
-    mic = _question_wav(tmp_path)
-    context = open_browser(playwright, tmp_path / "profile", "--use-fake-ui-for-media-stream",
+@contextlib.contextmanager
+def voice_page(playwright: Playwright, server: RunningServer, tmp: Path, question: str,
+               pause_s: float) -> Iterator[Watched]:
+    """The voice tab in a browser whose microphone keeps asking `question`."""
+    mic = _question_wav(tmp, question, pause_s)
+    context = open_browser(playwright, tmp / "profile", "--use-fake-ui-for-media-stream",
                            "--use-fake-device-for-media-stream",
                            f"--use-file-for-fake-audio-capture={mic}",
                            "--autoplay-policy=no-user-gesture-required")
     context.add_init_script(f"localStorage.setItem('pocketserve.apiKey', {json.dumps(KEY)})")
     try:
-        page = context.pages[0] if context.pages else context.new_page()
-        watched = Watched(page)
-        page.goto(server.base_url + "/#voice")
-        expect(page.locator("#voice-model")).to_have_value("smollm2-135m-instruct",
-                                                           timeout=30_000)
+        watched = Watched(context.pages[0] if context.pages else context.new_page())
+        watched.page.goto(server.base_url + "/#voice")
+        expect(watched.page.locator("#voice-model")).to_have_value("smollm2-135m-instruct",
+                                                                   timeout=30_000)
+        yield watched
+    finally:
+        context.close()
+
+
+def test_a_spoken_conversation_through_realtime(playwright: Playwright, server: RunningServer,
+                                                tmp_path: Path, shots: Path) -> None:
+    # Twenty seconds of silence after the question: the answer ends before it is asked again.
+    with voice_page(playwright, server, tmp_path, QUESTION, pause_s=20.0) as watched:
+        page = watched.page
         page.locator("#voice-connect").click()
         expect(page.locator("#voice-mic")).to_have_attribute("aria-pressed", "true",
                                                              timeout=15_000)
@@ -373,12 +386,28 @@ def test_a_spoken_conversation_through_realtime(playwright: Playwright, server: 
         expect(answer).not_to_have_text("", timeout=90_000)
         # The spoken answer's audio reached the page (the bubble says how much it played).
         meta = page.locator("#voice-log .msg.assistant .meta").first
-        expect(meta).to_contain_text("s of audio", timeout=90_000)
-        seconds = float(meta.inner_text().split("·")[-1].split()[0])
-        assert seconds > 0.3
+        expect(meta).to_have_text(re.compile(r"^\d+\.\d s of audio$"), timeout=90_000)
+        assert float(meta.inner_text().split()[0]) > 0.3
         page.screenshot(path=shots / "voice.png", full_page=True)
         page.locator("#voice-hangup").click()
         expect(page.locator("#voice-state")).to_have_text("Not connected")
         assert watched.errors == []
-    finally:
-        context.close()
+
+
+def test_speaking_over_an_answer_interrupts_it(playwright: Playwright, server: RunningServer,
+                                               tmp_path: Path) -> None:
+    # Two seconds after the request it is made again, over the long answer it asked for.
+    with voice_page(playwright, server, tmp_path, STORY, pause_s=2.0) as watched:
+        page = watched.page
+        page.locator("#voice-instructions").fill("Tell long stories, with many details.")
+        page.locator("#voice-connect").click()
+        meta = page.locator("#voice-log .msg.assistant .meta").first
+        try:
+            expect(meta).to_contain_text("turn_detected", timeout=90_000)
+        except AssertionError:
+            print(page.locator("#voice-log").inner_text())
+            raise
+        # The next turn is heard after the interruption.
+        expect(page.locator("#voice-log .msg.user")).not_to_have_count(1, timeout=60_000)
+        page.locator("#voice-hangup").click()
+        assert watched.errors == []
