@@ -6,11 +6,13 @@ import { $, api, apiJson, el, showError } from "./api.js";
 const POLL_MS = 2000;
 const HISTORY = 60; // points on the chart: two minutes
 
-/** Prometheus text: the sum of every sample of `name`, whatever its labels. */
-function total(text, name) {
+/** Prometheus text: the sum of every sample of `name`, whatever its labels, but those
+ * containing `unless` (so this page's own polls of /metrics are not counted as traffic). */
+function total(text, name, unless) {
   let sum = 0;
   for (const line of text.split("\n")) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (unless && line.includes(unless)) continue;
     const value = Number(line.slice(line.lastIndexOf(" ") + 1));
     if (Number.isFinite(value)) sum += value;
   }
@@ -109,7 +111,7 @@ export function initModels(served) {
       const sample = {
         t: now,
         tokens: total(text, "pocketserve_output_tokens_total"),
-        requests: total(text, "pocketserve_requests_total"),
+        requests: total(text, "pocketserve_requests_total", 'route="/metrics"'),
         queue: total(text, "pocketserve_queue_depth"),
         inflight: total(text, "pocketserve_in_flight"),
       };
