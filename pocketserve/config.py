@@ -232,6 +232,19 @@ class Settings(BaseSettings):
         "this long while no answer is being made (an error event, then close code 1000). "
         "None: never.")
 
+    # -- live speech (/ws/stt, /ws/tts) ---------------------------------------------------
+    live_max_message_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest message a /ws/stt or /ws/tts client "
+        "may send (an audio frame or a JSON event); a larger one is answered with an error "
+        "event and dropped, and the session goes on.")
+    live_idle_timeout_s: float | None = Field(
+        default=300.0, gt=0, description="Close a /ws/stt or /ws/tts session that has sent "
+        "nothing for this long while nothing it asked for is being worked on (an error event, "
+        "then close code 1000). None: never.")
+    live_max_session_s: float | None = Field(
+        default=3600.0, gt=0, description="The longest a /ws/stt or /ws/tts session may last "
+        "(an error event, then close code 1000). None: no limit.")
+
     def policy(self, spec: ModelSpec) -> ModelPolicy:
         """The policy written for this model's id or one of its aliases, else the default."""
         for name in (spec.id, *spec.aliases):

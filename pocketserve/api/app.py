@@ -17,6 +17,7 @@ from pocketserve.api.routes import (
     admin,
     chat,
     embeddings,
+    live,
     messages,
     models,
     playground,
@@ -69,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(embeddings.router)
     app.include_router(rerank.router)
     app.include_router(realtime.router)
+    app.include_router(live.router)
     open_paths = list(settings.open_paths)
     if settings.playground:
         playground.install(app)

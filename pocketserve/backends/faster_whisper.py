@@ -9,10 +9,17 @@ nothing). Pairs (`max_batch` 2, one per CTranslate2 worker) waiting up to `batch
 gave the best throughput here; a call waits only if another request could join it. This leans
 on faster-whisper 1.2.1 calling `self.model.generate(encoder_output, [prompt], ...)`; the
 version is pinned and the attribute's type is checked at load.
+
+Without a `language`, faster-whisper encodes the first window twice: once to detect the
+language, again to transcribe it (a second encoder pass, 0.6 of a second for whisper-base on a
+short clip here). `_detect_language` encodes that window as transcription will, names the
+language, and leaves the encoding with the decoder, whose `encode` hands it back when the same
+features come (checked by digest; anything else is encoded as usual).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -100,8 +107,11 @@ class FasterWhisperBackend:
     def _run(self, audio: npt.NDArray[np.float32], req: TranscriptionRequest,
              on_event: OnEvent, cancelled: threading.Event) -> None:
         vad = req.vad if req.vad is not None else (VadParams() if self._vad_default else None)
+        language = req.language
+        if language is None and vad is None and self.can_translate and len(audio):
+            language = self._detect_language(audio)
         segments, info = self._model.transcribe(
-            audio, language=req.language, task=req.task, beam_size=self._beam_size,
+            audio, language=language, task=req.task, beam_size=self._beam_size,
             temperature=list(_FALLBACK_TEMPERATURES) if req.temperature == 0
             else [req.temperature],
             initial_prompt=req.prompt or None, word_timestamps=req.word_timestamps,
@@ -114,6 +124,22 @@ class FasterWhisperBackend:
                 on_event(_segment(seg, index))
         finally:
             segments.close()
+
+
+    def _detect_language(self, audio: npt.NDArray[np.float32]) -> str:
+        """The language of the first 30 s, from the encoding its transcription then reuses.
+
+        The window is cut as faster-whisper 1.2.1's `generate_segments` cuts its first one
+        (all frames but the last, padded to 30 s), so the digests match.
+        """
+        from faster_whisper.audio import pad_or_trim
+
+        extractor = self._model.feature_extractor
+        features = extractor(audio)
+        first = pad_or_trim(features[:, :min(extractor.nb_max_frames, features.shape[-1] - 1)])
+        encoded = self._model.encode(first)  # through the decoder: kept for the transcription
+        token, _ = self.decoder.detect_language(encoded)[0][0]
+        return str(token[2:-2])
 
 
 def _segment(seg: Any, index: int) -> Segment:
@@ -188,12 +214,25 @@ class _BatchedDecoder:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
 
+    def encode(self, features: Any, **kwargs: Any) -> Any:
+        """CTranslate2's encode, except that the window this thread encoded last (to detect
+        its language) is answered from memory once."""
+        digest = hashlib.blake2b(np.asarray(features).tobytes(), digest_size=16).digest()
+        kept = getattr(self._local, "encoded", None)
+        self._local.encoded = None
+        if kept is not None and kept[0] == digest:
+            return kept[1]
+        encoded = self._model.encode(features, **kwargs)
+        self._local.encoded = (digest, encoded)
+        return encoded
+
     def begin(self, cancelled: threading.Event) -> None:
         self._local.cancelled = cancelled
         with self._lock:
             self._active += 1
 
     def end(self) -> None:
+        self._local.encoded = None
         with self._lock:
             self._active -= 1
 

@@ -60,6 +60,19 @@ def quick_start(sentences: list[str], max_chars: int = 60) -> list[str]:
     return sentences
 
 
+def last_sentence_end(text: str) -> int:
+    """Where the last sentence of text still being written surely ended (0: none yet).
+
+    Its punctuation must be followed by more text, which tells "Dr. Smith" from "done. Then"
+    by the same rules as `split_sentences`; a line break always ends one.
+    """
+    end = 0
+    for match in _ends(text):
+        if text[match.end():].strip() and _is_boundary(text, match):
+            end = match.end()
+    return max(end, text.rfind("\n") + 1)
+
+
 def _blocks(text: str) -> list[str]:
     """Paragraphs and line-broken items (headings, list items) are separate blocks.
 

@@ -41,6 +41,7 @@ class Stopped:
     start_ms: int
     end_ms: int
     audio: Samples
+    voiced: int  # windows at or above the threshold in the turn
 
 
 Turn = Started | Stopped
@@ -63,11 +64,35 @@ class TurnDetector:
         self._speech: list[Samples] | None = None
         self._start_ms = 0
         self._silence_ms = 0.0
+        self._voiced = 0
         self._seen = 0  # samples judged so far
 
     @property
     def speaking(self) -> bool:
         return self._speech is not None
+
+    @property
+    def silence_ms(self) -> float:
+        """How long the turn in progress has been silent (0 when none is)."""
+        return self._silence_ms if self._speech is not None else 0.0
+
+    @property
+    def voiced(self) -> int:
+        """Windows at or above the threshold in the turn in progress: unchanged between two
+        moments means no speech came between them."""
+        return self._voiced
+
+    @property
+    def start_ms(self) -> int:
+        """Where the utterance going on (or the last one) started."""
+        return self._start_ms
+
+    def heard(self) -> Samples | None:
+        """The utterance going on so far (None between utterances): what a partial hears."""
+        return None if self._speech is None else self._np.concatenate(self._speech)
+
+    def heard_samples(self) -> int:
+        return 0 if self._speech is None else len(self._speech) * WINDOW
 
     def feed(self, samples: Samples) -> list[Turn]:
         """More audio; the turns it completed or began, in order."""
@@ -106,12 +131,14 @@ class TurnDetector:
             self._speech = [*prefix, window]
             self._start_ms = (start - WINDOW * len(prefix)) * 1000 // RATE
             self._silence_ms = 0.0
+            self._voiced = 1
             return Started(self._start_ms)
         self._speech.append(window)
         if self._max_windows is not None and len(self._speech) >= self._max_windows:
             return self._stop()  # too long to hold: cut here; speech goes on as a new turn
         if p >= self.params.threshold:
             self._silence_ms = 0.0
+            self._voiced += 1
         elif p < self._neg_threshold:
             self._silence_ms += WINDOW * 1000 / RATE
             if self._silence_ms >= self.params.silence_duration_ms:
@@ -122,4 +149,4 @@ class TurnDetector:
         assert self._speech is not None
         audio = self._np.concatenate(self._speech)
         self._speech = None
-        return Stopped(self._start_ms, self._seen * 1000 // RATE, audio)
+        return Stopped(self._start_ms, self._seen * 1000 // RATE, audio, self._voiced)

@@ -198,6 +198,9 @@ class AudioInput:
         item.text = text
         if item.transcript is not None and not item.transcript.done():
             item.transcript.set_result(text)
+        if text:  # Whisper gives the turn's text at once: one delta, then the whole
+            await self.send({"type": "conversation.item.input_audio_transcription.delta",
+                             "item_id": item.id, "content_index": 0, "delta": text})
         await self.send({"type": "conversation.item.input_audio_transcription.completed",
                          "item_id": item.id, "content_index": 0, "transcript": text,
                          "usage": {"type": "duration", "seconds": round(seconds, 3)}})

@@ -4,17 +4,25 @@ Updates use the GA shape (`{"type": "realtime", "audio": {"input": ..., "output"
 beta shape (flat `modalities`, `voice`, `turn_detection`, `input_audio_format`, ...) is mapped
 onto it. Only what is present changes; `turn_detection: null` turns server VAD off. Decisions:
 `semantic_vad` is served as `server_vad` with its defaults (no turn model here); the only input
-and output format is 24 kHz PCM16; tools are refused until the session can call them.
+and output format is 24 kHz PCM16; function tools need a chat model that can call them.
+
+A session is of one type for its life: `realtime` (a conversation) or `transcription` (audio
+in, transcripts out, no responses); an update naming the other type is refused. The
+transcription model a client names is looked up through `resolve_transcription`, which the
+route gives (served models, and OpenAI's transcription names mapped to the default).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pocketserve.ops.chat import Tool, ToolChoice
 from pocketserve.ops.transcription import TurnDetection
 from pocketserve.realtime.errors import ClientError
 from pocketserve.realtime.errors import field as get
+from pocketserve.realtime.tools import parse_choice, parse_tools, wire_choice, wire_tools
 
 PCM = {"type": "audio/pcm", "rate": 24_000}
 DEFAULT_INSTRUCTIONS = ("You are a helpful, friendly voice assistant. Answer in one or two "
@@ -58,23 +66,35 @@ class SessionConfig:
     prompt: str | None = None
     voice: str = "alloy"
     speed: float = 1.0
+    type: str = "realtime"  # or "transcription"
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    takes_tools: bool = True  # whether the chat model can call functions
+    resolve_transcription: Callable[[str], str] | None = None  # a name -> the served id
 
     def wire(self) -> dict[str, Any]:
         """The session object of `session.created` / `session.updated`."""
+        audio_input = {
+            "format": dict(PCM), "noise_reduction": None,
+            "transcription": {"model": self.transcription_model, "language": self.language,
+                              "prompt": self.prompt},
+            "turn_detection": None if self.turn_detection is None
+            else self.turn_detection.wire()}
+        if self.type == "transcription":
+            return {"type": "transcription", "object": "realtime.transcription_session",
+                    "id": self.id, "expires_at": 0, "include": None,
+                    "audio": {"input": audio_input}}
         return {
             "type": "realtime", "object": "realtime.session", "id": self.id,
             "model": self.model, "output_modalities": list(self.output_modalities),
-            "instructions": self.instructions, "tools": [], "tool_choice": "auto",
+            "instructions": self.instructions, "tools": wire_tools(self.tools),
+            "tool_choice": wire_choice(self.tool_choice),
             "max_output_tokens": "inf" if self.max_output_tokens is None
             else self.max_output_tokens,
             "tracing": None, "truncation": "auto", "prompt": None, "expires_at": 0,
             "include": None,
             "audio": {
-                "input": {"format": dict(PCM), "noise_reduction": None,
-                          "transcription": {"model": self.transcription_model,
-                                            "language": self.language, "prompt": self.prompt},
-                          "turn_detection": None if self.turn_detection is None
-                          else self.turn_detection.wire()},
+                "input": audio_input,
                 "output": {"format": dict(PCM), "voice": self.voice, "speed": self.speed},
             },
         }
@@ -84,22 +104,39 @@ class SessionConfig:
         if not isinstance(session, dict):
             raise ClientError("'session' must be an object.", param="session")
         kind = session.get("type")
-        if kind == "transcription":
-            raise ClientError("Transcription-only sessions are not served yet; use "
-                              "type 'realtime'.", code="unsupported_session_type",
-                              param="session.type")
-        if kind not in (None, "realtime"):
+        if kind not in (None, "realtime", "transcription"):
             raise ClientError(f"Invalid value for 'session.type': {kind!r}.",
                               param="session.type")
+        if kind is not None and kind != self.type:
+            raise ClientError(f"This is a {self.type} session; its type cannot change to "
+                              f"{kind!r}. Open a new session (intent=transcription in the "
+                              "URL for a transcription session).", param="session.type")
         new = _copy(self)
-        _apply(new, session if kind == "realtime" else _from_beta(session))
+        shaped = session if kind is not None else _from_beta(session)
+        if self.type == "transcription":
+            _transcription_only(shaped)
+        _apply(new, shaped)
         self.__dict__.update(new.__dict__)
 
 
 def _copy(config: SessionConfig) -> SessionConfig:
     vad = None if config.turn_detection is None else Vad(**config.turn_detection.__dict__)
     return SessionConfig(**{**config.__dict__, "output_modalities":
-                            list(config.output_modalities), "turn_detection": vad})
+                            list(config.output_modalities), "turn_detection": vad,
+                            "tools": list(config.tools)})
+
+
+def _transcription_only(s: dict[str, Any]) -> None:
+    """A transcription session has input audio only: a field for answers is refused."""
+    for name in ("instructions", "output_modalities", "max_output_tokens", "tools",
+                 "tool_choice"):
+        if name in s:
+            raise ClientError(f"'session.{name}' is not available in a transcription session.",
+                              code="unknown_parameter", param=f"session.{name}")
+    audio = s.get("audio")
+    if isinstance(audio, dict) and audio.get("output"):
+        raise ClientError("'session.audio.output' is not available in a transcription "
+                          "session.", code="unknown_parameter", param="session.audio.output")
 
 
 def _apply(c: SessionConfig, s: dict[str, Any]) -> None:
@@ -112,9 +149,14 @@ def _apply(c: SessionConfig, s: dict[str, Any]) -> None:
         c.output_modalities = list(modalities)
     if "max_output_tokens" in s:
         c.max_output_tokens = max_tokens(s["max_output_tokens"], "session.max_output_tokens")
-    if get(s, "tools", list, "session"):
-        raise ClientError("Tools are not supported in realtime sessions yet.",
-                          code="unsupported_parameter", param="session.tools")
+    if (tools := get(s, "tools", list, "session")) is not None:
+        if tools and not c.takes_tools:
+            raise ClientError(f"The chat model {c.model!r} cannot call functions; serve one "
+                              "that can (a llama.cpp model with a tool-call template).",
+                              code="unsupported_parameter", param="session.tools")
+        c.tools = parse_tools(tools, "session.tools")
+    if "tool_choice" in s:
+        c.tool_choice = parse_choice(s["tool_choice"], "session.tool_choice")
     audio = get(s, "audio", dict, "session") or {}
     _input(c, get(audio, "input", dict, "session.audio") or {})
     output = get(audio, "output", dict, "session.audio") or {}
@@ -137,6 +179,10 @@ def _input(c: SessionConfig, i: dict[str, Any]) -> None:
     if transcription is not None:
         c.language = get(transcription, "language", str, f"{where}.transcription")
         c.prompt = get(transcription, "prompt", str, f"{where}.transcription")
+        model = get(transcription, "model", str, f"{where}.transcription")
+        if model is not None:
+            resolve = c.resolve_transcription
+            c.transcription_model = resolve(model) if resolve is not None else model
     if "turn_detection" in i:
         c.turn_detection = _vad(i["turn_detection"], c.turn_detection, f"{where}.turn_detection")
 
@@ -190,7 +236,7 @@ _BETA_FORMATS = {"pcm16": PCM}
 
 def _from_beta(s: dict[str, Any]) -> dict[str, Any]:
     """The beta's flat session fields in the GA's nested shape."""
-    out: dict[str, Any] = {k: s[k] for k in ("instructions", "tools") if k in s}
+    out: dict[str, Any] = {k: s[k] for k in ("instructions", "tools", "tool_choice") if k in s}
     if "modalities" in s:
         modalities = s["modalities"]
         out["output_modalities"] = (["audio"] if isinstance(modalities, list)

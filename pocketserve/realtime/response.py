@@ -6,6 +6,10 @@ on, so the first audio leaves after the first sentence instead of after the whol
 Cancelling the task (response.cancel, or the user speaking over it) closes both streams, which
 stops both workers at their next step, and still sends the closing events with status
 `cancelled`: clients wait for `response.done`.
+
+With tools, each call the model makes is an output item of its own (`function_call`, its
+arguments streamed as `response.function_call_arguments.delta`), and the message item is opened
+only when text comes, so an answer that only calls a function has no empty message.
 """
 
 from __future__ import annotations
@@ -16,26 +20,34 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from pocketserve.engines.sentences import last_sentence_end
 from pocketserve.errors import InvalidRequest, PocketserveError
-from pocketserve.ops.chat import CHAT, ChatRequest, SamplingParams, TextDelta
+from pocketserve.ops.chat import (
+    CHAT,
+    ChatRequest,
+    SamplingParams,
+    TextDelta,
+    Tool,
+    ToolCallDelta,
+    ToolChoice,
+)
 from pocketserve.ops.common import Usage
 from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechRequest
 from pocketserve.ops.wire import Op
-from pocketserve.realtime.conversation import Conversation, Item, new_id
+from pocketserve.realtime.conversation import CALL, Conversation, Item, new_id
 from pocketserve.serving.worker import OpStream
 
 Req = TypeVar("Req")
 Ev = TypeVar("Ev")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-# The end of a sentence (or a line) that more text has followed: what is before it can be said.
-_SAYABLE = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)|\n")
 # Before the first audio, a clause is enough once it is this long: the first words then leave
 # before a long first sentence is complete.
 _CLAUSE = re.compile(r"[,;:](?=\s)")
 FIRST_CLAUSE_CHARS = 40
+PCM_RATE = 24_000
 
 
 class Models(Protocol):
@@ -59,6 +71,8 @@ class ResponseParams:
     in_conversation: bool = True
     token_cap: int = 1024
     temperature: float | None = None
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
 
 
 class ResponseRun:
@@ -77,6 +91,8 @@ class ResponseRun:
         self._usage = Usage(0)
         self._audio_tokens = 0
         self._item_sent = False
+        self.outputs: list[Item] = []  # output items in order: the message, function calls
+        self._calls: dict[int, Item] = {}  # by the model's call index
 
     async def run(self) -> None:
         status: str = "completed"
@@ -85,10 +101,13 @@ class ResponseRun:
         try:
             await self.conversation.transcripts()
             messages = self.conversation.messages(self.params.instructions)
-            await self._open_item()
+            if not self.params.tools:
+                await self._open_item()
             limit = self.params.max_output_tokens or self.params.token_cap
-            await self._generate(ChatRequest(messages=messages, sampling=SamplingParams(
-                max_tokens=limit, temperature=self.params.temperature)))
+            await self._generate(ChatRequest(
+                messages=messages, tools=self.params.tools,
+                tool_choice=self.params.tool_choice if self.params.tools else "none",
+                sampling=SamplingParams(max_tokens=limit, temperature=self.params.temperature)))
         except asyncio.CancelledError:
             status = "cancelled"
             details = {"type": "cancelled", "reason": self.cancel_reason or "client_cancelled"}
@@ -99,14 +118,17 @@ class ResponseRun:
                                         exc.param))
         self.finishing = True
         await self._close_item(status)
+        for call in self._calls.values():
+            await self._close_call(call, status)
         await self.send({"type": "response.done", "response": self._wire(status, details)})
 
     async def _open_item(self) -> None:
         if self.params.in_conversation:
             self.conversation.add(self.item)
         self._item_sent = True
+        self.outputs.append(self.item)
         await self.send({"type": "response.output_item.added", "response_id": self.id,
-                         "output_index": 0, "item": self.item.wire()})
+                         "output_index": self._index(self.item), "item": self.item.wire()})
         if self.params.in_conversation:
             await self.send({"type": "conversation.item.added", "item": self.item.wire(),
                              "previous_item_id": self._previous_id()})
@@ -127,11 +149,44 @@ class ResponseRun:
                              "text": text})
         await self.send({**self._where(), "type": "response.content_part.done",
                          "part": self._part()})
+        await self._item_done(self.item)
+
+    async def _item_done(self, item: Item) -> None:
         await self.send({"type": "response.output_item.done", "response_id": self.id,
-                         "output_index": 0, "item": self.item.wire()})
+                         "output_index": self._index(item), "item": item.wire()})
         if self.params.in_conversation:
-            await self.send({"type": "conversation.item.done", "item": self.item.wire(),
-                             "previous_item_id": self._previous_id()})
+            await self.send({"type": "conversation.item.done", "item": item.wire(),
+                             "previous_item_id": self._previous_id(item)})
+
+    async def _call_delta(self, event: ToolCallDelta) -> None:
+        call = self._calls.get(event.call_index)
+        if call is None:
+            call = Item(id=new_id("item"), role="assistant", kind=CALL, text="",
+                        status="in_progress", call_id=event.id or new_id("call"),
+                        name=event.name or "")
+            self._calls[event.call_index] = call
+            self.outputs.append(call)
+            if self.params.in_conversation:
+                self.conversation.add(call)
+            await self.send({"type": "response.output_item.added", "response_id": self.id,
+                             "output_index": self._index(call), "item": call.wire()})
+            if self.params.in_conversation:
+                await self.send({"type": "conversation.item.added", "item": call.wire(),
+                                 "previous_item_id": self._previous_id(call)})
+        if event.arguments:
+            call.text = (call.text or "") + event.arguments
+            await self.send({"type": "response.function_call_arguments.delta",
+                             "response_id": self.id, "item_id": call.id,
+                             "output_index": self._index(call), "call_id": call.call_id,
+                             "delta": event.arguments})
+
+    async def _close_call(self, call: Item, status: str) -> None:
+        call.status = "completed" if status == "completed" else "incomplete"
+        await self.send({"type": "response.function_call_arguments.done",
+                         "response_id": self.id, "item_id": call.id,
+                         "output_index": self._index(call), "call_id": call.call_id,
+                         "name": call.name, "arguments": call.text or ""})
+        await self._item_done(call)
 
     async def _generate(self, request: ChatRequest) -> None:
         delta_type = ("response.output_audio_transcript.delta" if self.params.audio
@@ -143,13 +198,17 @@ class ResponseRun:
             async for event in self.models.stream(self.params.chat_model, CHAT, request):
                 if isinstance(event, Usage):
                     self._usage = event
+                elif isinstance(event, ToolCallDelta) and event.index == 0:
+                    await self._call_delta(event)
                 elif isinstance(event, TextDelta) and event.index == 0 and event.text:
+                    if not self._item_sent:
+                        await self._open_item()
                     self.item.text = (self.item.text or "") + event.text
                     await self.send({**self._where(), "type": delta_type,
                                      "delta": event.text})
                     unsaid += event.text
                     first = unsaid == (self.item.text or "")  # nothing handed over yet
-                    if speaker is not None and (cut := _last_end(unsaid, first)):
+                    if speaker is not None and (cut := sayable_end(unsaid, first)):
                         sentences.put_nowait(unsaid[:cut])
                         unsaid = unsaid[cut:]
             if speaker is not None:
@@ -164,7 +223,10 @@ class ResponseRun:
 
     async def _speak(self, sentences: asyncio.Queue[str | None]) -> None:
         while (text := await sentences.get()) is not None:
+            said: list[Any] = [text, 0.0, False]
+            self.item.spoken.append(said)
             if not text.strip():
+                said[2] = True
                 continue
             request = SpeechRequest(input=text.strip(), voice=self.params.voice,
                                     response_format="pcm", speed=self.params.speed)
@@ -172,26 +234,33 @@ class ResponseRun:
                 async for event in self.models.stream(self.params.speech_model, SPEECH,
                                                       request):
                     if isinstance(event, Audio) and event.audio:
+                        said[1] += len(event.audio) / 2 / PCM_RATE * 1000
                         await self.send({**self._where(), "type": "response.output_audio.delta",
                                          "delta": base64.b64encode(event.audio).decode()})
                     elif isinstance(event, SpeechDone):
                         self._audio_tokens += event.usage.output_tokens
+                        said[2] = True
             except InvalidRequest as exc:
                 if exc.param != "input":  # text with nothing to say ("..."): skip it
                     raise
+                said[2] = True
 
     def _where(self) -> dict[str, Any]:
-        return {"response_id": self.id, "item_id": self.item.id, "output_index": 0,
-                "content_index": 0}
+        return {"response_id": self.id, "item_id": self.item.id,
+                "output_index": self._index(self.item), "content_index": 0}
+
+    def _index(self, item: Item) -> int:
+        return next(i for i, out in enumerate(self.outputs) if out is item)
 
     def _part(self) -> dict[str, Any]:
         if self.params.audio:
             return {"type": "audio", "transcript": self.item.text or ""}
         return {"type": "text", "text": self.item.text or ""}
 
-    def _previous_id(self) -> str | None:
+    def _previous_id(self, item: Item | None = None) -> str | None:
         items = self.conversation.items
-        at = next((i for i, item in enumerate(items) if item.id == self.item.id), 0)
+        wanted = (item or self.item).id
+        at = next((i for i, candidate in enumerate(items) if candidate.id == wanted), 0)
         return items[at - 1].id if at else None
 
     def _wire(self, status: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -210,7 +279,7 @@ class ResponseRun:
         return {
             "object": "realtime.response", "id": self.id, "status": status,
             "status_details": details,
-            "output": [self.item.wire()] if done and self._item_sent else [],
+            "output": [item.wire() for item in self.outputs] if done else [],
             "conversation_id": "conv_default" if self.params.in_conversation else None,
             "output_modalities": ["audio"] if self.params.audio else ["text"],
             "max_output_tokens": self.params.max_output_tokens or "inf",
@@ -220,12 +289,10 @@ class ResponseRun:
         }
 
 
-def _last_end(text: str, first: bool = False) -> int:
+def sayable_end(text: str, first: bool = False) -> int:
     """Where the last complete sentence of `text` ends (0: none yet); for the `first` words
     of an answer, a long enough clause will do."""
-    end = 0
-    for match in _SAYABLE.finditer(text):
-        end = match.end()
+    end = last_sentence_end(text)
     if not end and first:
         for match in _CLAUSE.finditer(text):
             if match.end() >= FIRST_CLAUSE_CHARS:

@@ -22,6 +22,7 @@ from pocketserve.realtime.conversation import Conversation, Item, client_item, n
 from pocketserve.realtime.errors import ClientError
 from pocketserve.realtime.errors import field as get
 from pocketserve.realtime.response import Models, ResponseParams, ResponseRun, error_event
+from pocketserve.realtime.tools import check_choice, parse_choice, parse_tools
 
 log = logging.getLogger("pocketserve.realtime")
 
@@ -67,6 +68,7 @@ class RealtimeSession:
         self._idle = False
         self._handlers: dict[str, Handler] = {
             "session.update": self._session_update,
+            "transcription_session.update": self._session_update,  # the beta's name
             "input_audio_buffer.append": self._append,
             "input_audio_buffer.commit": lambda e: self.audio.commit(),
             "input_audio_buffer.clear": self._clear,
@@ -144,11 +146,14 @@ class RealtimeSession:
     # -- session and audio -----------------------------------------------------------------
 
     async def _session_update(self, event: dict[str, Any]) -> None:
-        before = (self.config.turn_detection, self.config.language, self.config.prompt)
-        self.config.update(event.get("session"))
-        if (self.config.turn_detection, self.config.language, self.config.prompt) != before:
+        c = self.config
+        before = (c.turn_detection, c.language, c.prompt, c.transcription_model)
+        c.update(event.get("session"))
+        if (c.turn_detection, c.language, c.prompt, c.transcription_model) != before:
             await self.audio.clear()  # the next append opens a stream with the new settings
-        await self.send({"type": "session.updated", "session": self.config.wire()})
+        kind = ("transcription_session.updated" if event["type"].startswith("transcription")
+                else "session.updated")
+        await self.send({"type": kind, "session": c.wire()})
 
     async def _append(self, event: dict[str, Any]) -> None:
         pcm = pcm16(get(event, "audio", str, "", required=True), "audio")
@@ -166,7 +171,8 @@ class RealtimeSession:
 
     async def _turn_done(self, item: Item) -> None:
         vad = self.config.turn_detection
-        if vad is not None and vad.create_response and self._run is None:
+        if (vad is not None and vad.create_response and self._run is None
+                and self.config.type == "realtime"):
             self._start(self._params({}))
 
     # -- conversation ----------------------------------------------------------------------
@@ -196,16 +202,29 @@ class RealtimeSession:
         await self.send({"type": "conversation.item.retrieved", "item": item.wire()})
 
     async def _item_truncate(self, event: dict[str, Any]) -> None:
-        """Acknowledged; the text history keeps the whole answer (its audio is not kept)."""
+        """The client played an answer up to `audio_end_ms`: an answer still being made stops
+        there, and the history keeps only the words heard."""
         item_id = get(event, "item_id", str, "", required=True)
-        self.conversation.index(item_id)
+        item = self.conversation.items[self.conversation.index(item_id)]
+        if get(event, "content_index", int, "", required=True) != 0:
+            raise ClientError("'content_index' must be 0: an item here has one content part.",
+                              param="content_index")
+        end_ms = get(event, "audio_end_ms", int, "", required=True)
+        if end_ms < 0:
+            raise ClientError("'audio_end_ms' must not be negative.", param="audio_end_ms")
+        if self._run is not None and self._run.item is item:
+            item.truncate(end_ms)  # checked before the answer is stopped for it
+            await self._stop_response("client_cancelled")
+        item.truncate(end_ms)
         await self.send({"type": "conversation.item.truncated", "item_id": item_id,
-                         "content_index": get(event, "content_index", int, "") or 0,
-                         "audio_end_ms": get(event, "audio_end_ms", int, "") or 0})
+                         "content_index": 0, "audio_end_ms": end_ms})
 
     # -- responses -------------------------------------------------------------------------
 
     async def _response_create(self, event: dict[str, Any]) -> None:
+        if self.config.type == "transcription":
+            raise ClientError("A transcription session makes no responses; open a realtime "
+                              "session for answers.", code="unsupported_event", param="type")
         if self._run is not None:
             raise ClientError(f"Conversation already has an active response in progress: "
                               f"{self._run.id}. Wait until the response is finished before "
@@ -231,6 +250,17 @@ class RealtimeSession:
             if name in r:
                 limit = max_tokens(r[name], f"response.{name}")
         conversation = get(r, "conversation", str, "response") or "auto"
+        tools = c.tools
+        if (declared := get(r, "tools", list, "response")) is not None:
+            if declared and not c.takes_tools:
+                raise ClientError(f"The chat model {c.model!r} cannot call functions.",
+                                  code="unsupported_parameter", param="response.tools")
+            tools = parse_tools(declared, "response.tools")
+        choice = c.tool_choice
+        if "tool_choice" in r:
+            choice = parse_choice(r["tool_choice"], "response.tool_choice")
+        choice = check_choice(choice, tools, "response.tool_choice" if "tool_choice" in r
+                              else "session.tool_choice")
         if get(r, "input", list, "response") is not None:
             raise ClientError("'response.input' is not supported yet; responses answer the "
                               "session's conversation.", code="unsupported_parameter",
@@ -241,7 +271,7 @@ class RealtimeSession:
             max_output_tokens=limit, voice=voice if isinstance(voice, str) else
             str(voice.get("id", c.voice)), speed=c.speed,
             in_conversation=conversation != "none", token_cap=c.token_cap,
-            temperature=c.temperature)
+            temperature=c.temperature, tools=tools, tool_choice=choice)
 
     def _start(self, params: ResponseParams) -> None:
         run = ResponseRun(self.models, self.send, self.conversation, params)

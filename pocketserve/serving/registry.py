@@ -28,7 +28,7 @@ from pocketserve.errors import (
 from pocketserve.ops.wire import Op, WorkerStats
 from pocketserve.serving.admission import Admission
 from pocketserve.serving.context import current_request
-from pocketserve.serving.cpu import CpuPlan
+from pocketserve.serving.cpu import OFF_CPU_BACKENDS, CpuPlan
 from pocketserve.serving.cpu_scheduler import CpuScheduler, Member
 from pocketserve.serving.lifecycle import MB, ServedModel, expired
 from pocketserve.serving.loader import Loader
@@ -103,7 +103,8 @@ class ModelRegistry:
         return ServedModel(
             spec=spec, policy=policy, worker=WorkerProcess(spec, options), admission=admission,
             ttl_s=policy.ttl_s or s.idle_ttl_s,
-            preload=s.preload if policy.preload is None else policy.preload, cpu=share)
+            preload=s.preload if policy.preload is None else policy.preload,
+            cpu=None if spec.backend in OFF_CPU_BACKENDS else share)
 
     def _cpu_members(self) -> list[Member]:
         return [m for m in (s.cpu_member() for s in self._models.values()) if m is not None]

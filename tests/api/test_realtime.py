@@ -360,7 +360,7 @@ def test_sessions_per_key_are_bounded(server: RunningServer) -> None:
 def test_an_unusable_model_and_the_idle_timeout(server: RunningServer) -> None:
     base = f"ws://127.0.0.1:{server.port}/v1/realtime"
     auth = {"Authorization": f"Bearer {KEY}"}
-    with connect(f"{base}?model=whisper-tiny.en", additional_headers=auth) as ws:
+    with connect(f"{base}?model=piper-joe-medium", additional_headers=auth) as ws:
         error = json.loads(ws.recv(timeout=10))
         assert error["type"] == "error" and error["error"]["param"] == "model"
         with pytest.raises(ConnectionClosed) as closed:
@@ -377,3 +377,105 @@ def test_an_unusable_model_and_the_idle_timeout(server: RunningServer) -> None:
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
 
 
+
+
+def test_a_transcription_session_streams_transcripts_and_never_answers(
+        server: RunningServer, question: bytes) -> None:
+    client = OpenAI(base_url=server.base_url + "/v1", api_key=KEY, max_retries=0)
+    with client.realtime.connect(model="gpt-4o-transcribe",
+                                 extra_query={"intent": "transcription"}) as conn:
+        created = recv(conn)
+        assert created.session.type == "transcription"
+        # OpenAI's transcription model names hear with the server's default.
+        assert created.session.audio.input.transcription.model == "whisper-tiny.en"
+        conn.session.update(session={"type": "transcription", "audio": {"input": {
+            "transcription": {"model": "whisper-tiny.en", "language": "en"},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}})
+        updated = until(conn, "session.updated")[-1].session
+        assert updated.audio.input.transcription.model == "whisper-tiny.en"
+        append(conn, question + question)  # two turns
+        events = until(conn, "conversation.item.input_audio_transcription.completed")
+        events += until(conn, "conversation.item.input_audio_transcription.completed")
+        done = of(events, "conversation.item.input_audio_transcription.completed")
+        deltas = of(events, "conversation.item.input_audio_transcription.delta")
+        assert len(done) == 2 and [d.item_id for d in deltas] == [d.item_id for d in done]
+        for heard in done:
+            assert wer(QUESTION, heard.transcript) <= 0.35, heard.transcript
+        assert "".join(d.delta for d in deltas if d.item_id == done[0].item_id) == \
+            done[0].transcript
+        conn.response.create()
+        assert until(conn, "error")[-1].error.code == "unsupported_event"
+        conn.session.update(session={"type": "transcription", "instructions": "Be brief."})
+        assert until(conn, "error")[-1].error.param == "session.instructions"
+        assert not of(events, "response.created")
+
+
+def test_the_transcription_model_named_is_the_one_that_hears(
+        conn: RealtimeConnection) -> None:
+    text_session(conn)
+    conn.session.update(session={"type": "realtime", "audio": {"input": {
+        "transcription": {"model": "smollm2-135m-instruct"}}}})
+    error = until(conn, "error")[-1].error
+    assert error.param == "session.audio.input.transcription.model"
+    conn.session.update(session={"type": "realtime", "audio": {"input": {
+        "transcription": {"model": "whisper-tiny.en"}}}})
+    model = until(conn, "session.updated")[-1].session.audio.input.transcription.model
+    assert model == "whisper-tiny.en"
+
+
+WEATHER = {"type": "function", "name": "get_weather", "description": "Get the weather in a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                          "required": ["city"]}}
+
+
+def test_a_session_calls_a_function_and_answers_with_its_output(
+        conn: RealtimeConnection) -> None:
+    text_session(conn)
+    conn.session.update(session={"type": "realtime", "tools": [WEATHER],
+                                 "tool_choice": "required", "max_output_tokens": 60})
+    assert until(conn, "session.updated")[-1].session.tools[0].name == "get_weather"
+    say(conn, "What is the weather like in Paris?")
+    conn.response.create()
+    events = until(conn, "response.done")
+    done = events[-1].response
+    calls = [o for o in done.output if o.type == "function_call"]
+    assert done.status == "completed" and calls and calls[0].name == "get_weather"
+    arguments = json.loads(calls[0].arguments)
+    assert isinstance(arguments, dict)
+    streamed = "".join(e.delta for e in of(events, "response.function_call_arguments.delta")
+                       if e.item_id == calls[0].id)
+    assert streamed == calls[0].arguments
+    conn.conversation.item.create(item={"type": "function_call_output",
+                                        "call_id": calls[0].call_id,
+                                        "output": json.dumps({"sky": "sunny", "celsius": 21})})
+    until(conn, "conversation.item.done")
+    conn.response.create(response={"tool_choice": "none"})
+    answer = until(conn, "response.done")[-1].response
+    assert answer.status == "completed"
+    assert [o.type for o in answer.output] == ["message"]
+    assert answer.output[0].content[0].text.strip()
+
+
+def test_truncate_stops_the_answer_and_keeps_what_was_heard(conn: RealtimeConnection) -> None:
+    assert recv(conn).type == "session.created"
+    conn.session.update(session={"type": "realtime", "output_modalities": ["audio"],
+                                 "max_output_tokens": "inf",
+                                 "instructions": "Tell a very long story about a dragon.",
+                                 "audio": {"input": {"turn_detection": None}}})
+    until(conn, "session.updated")
+    say(conn, "Tell me the story.")
+    conn.response.create()
+    events = until(conn, "response.output_audio.delta")
+    item_id = of(events, "response.output_item.added")[0].item.id
+    sent = time.perf_counter()
+    conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=300)
+    events += until(conn, "conversation.item.truncated")
+    stopped_after = time.perf_counter() - sent
+    done = of(events, "response.done")[0].response
+    assert done.status == "cancelled" and stopped_after < 2.0
+    conn.conversation.item.retrieve(item_id=item_id)
+    kept = until(conn, "conversation.item.retrieved")[-1].item.content[0].transcript
+    written = "".join(e.delta for e in of(events, "response.output_audio_transcript.delta"))
+    # 300 ms of speech is a word or two; the model had written more by then.
+    assert len(kept.split()) <= 3 and written.strip().startswith(kept), (kept, written)
+    assert len(written.split()) > len(kept.split()), (kept, written)

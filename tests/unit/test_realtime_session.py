@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pocketserve.errors import ModelNotFound
-from pocketserve.ops.chat import CHAT, ChatRequest, TextDelta
+from pocketserve.ops.chat import CHAT, ChatRequest, TextDelta, ToolCallDelta
 from pocketserve.ops.common import Usage
 from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechRequest, SpeechUsage
 from pocketserve.realtime.config import SessionConfig
@@ -21,9 +21,14 @@ from pocketserve.realtime.session import RealtimeSession
 
 
 class FakeModels:
-    def __init__(self, words: list[str], delay_s: float = 0.0):
+    """Chat answers `words` (or, with tools and no tool message yet, calls `call`); speech
+    is 100 ms of audio per sentence."""
+
+    def __init__(self, words: list[str], delay_s: float = 0.0,
+                 call: tuple[str, list[str]] | None = None):
         self.words = words
         self.delay_s = delay_s
+        self.call = call  # (function name, argument pieces)
         self.chats: list[ChatRequest] = []
         self.spoken: list[str] = []
 
@@ -33,6 +38,14 @@ class FakeModels:
     async def _events(self, op: Any, request: Any) -> AsyncIterator[Any]:
         if op is CHAT:
             self.chats.append(request)
+            answered = any(m.role == "tool" for m in request.messages)
+            if self.call is not None and request.tools and not answered:
+                name, pieces = self.call
+                yield ToolCallDelta(0, 0, id="call_1", name=name)
+                for piece in pieces:
+                    yield ToolCallDelta(0, 0, arguments=piece)
+                yield Usage(len(request.messages), len(pieces))
+                return
             for word in self.words:
                 await asyncio.sleep(self.delay_s)
                 yield TextDelta(0, word)
@@ -226,5 +239,165 @@ def test_a_long_first_sentence_starts_speaking_at_a_clause() -> None:
         await task
         assert models.spoken == ["The capital of France is Paris, a city of lights and art,",
                                  "and of bread.", "Yes, it is."]
+
+    asyncio.run(scenario())
+
+
+WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+def test_a_function_call_then_its_output_then_the_answer() -> None:
+    async def scenario() -> None:
+        models = FakeModels(["Sunny", " in", " Paris."],
+                            call=("get_weather", ['{"city":', ' "Paris"}']))
+        transport, task = await _session(models)
+        transport.put(type="session.update", session={
+            "type": "realtime", "output_modalities": ["text"], "tools": [WEATHER],
+            "tool_choice": "auto"})
+        updated = (await transport.wait_for("session.updated"))[-1]["session"]
+        assert updated["tools"][0]["name"] == "get_weather"
+        _user(transport, "Weather in Paris?")
+        transport.put(type="response.create")
+        sent = await transport.wait_for("response.done")
+        kinds = [e["type"] for e in sent[sent.index(next(
+            e for e in sent if e["type"] == "response.created")):]]
+        assert kinds == ["response.created", "response.output_item.added",
+                         "conversation.item.added",
+                         *["response.function_call_arguments.delta"] * 2,
+                         "response.function_call_arguments.done", "response.output_item.done",
+                         "conversation.item.done", "response.done"]
+        args_done = next(e for e in sent if e["type"] == "response.function_call_arguments.done")
+        assert (args_done["name"], args_done["arguments"], args_done["call_id"]) == (
+            "get_weather", '{"city": "Paris"}', "call_1")
+        output = next(e for e in sent if e["type"] == "response.done")["response"]["output"]
+        assert [(o["type"], o["status"]) for o in output] == [("function_call", "completed")]
+        assert models.chats[0].tools[0].name == "get_weather"
+        transport.put(type="conversation.item.create", item={
+            "type": "function_call_output", "call_id": "call_1", "output": '{"sky": "sunny"}'})
+        await transport.wait_for("conversation.item.done", 3)
+        transport.put(type="response.create")
+        await transport.wait_for("response.done", 2)
+        transport.inbox.put_nowait(None)
+        await task
+        history = models.chats[1].messages
+        assert [m.role for m in history] == ["system", "user", "assistant", "tool"]
+        assert history[2].tool_calls[0].arguments == '{"city": "Paris"}'
+        assert (history[3].tool_call_id, history[3].content) == ("call_1", '{"sky": "sunny"}')
+        final = [e for e in transport.sent if e["type"] == "response.done"][-1]["response"]
+        assert final["output"][0]["content"][0]["text"] == "Sunny in Paris."
+
+    asyncio.run(scenario())
+
+
+def test_tools_are_checked() -> None:
+    config = _config()
+    for bad, param in [({"tools": [{**WEATHER, "type": "mcp"}]}, "session.tools[0].type"),
+                       ({"tools": [WEATHER, WEATHER]}, "session.tools[1].name"),
+                       ({"tool_choice": "sometimes"}, "session.tool_choice")]:
+        with pytest.raises(ClientError) as error:
+            config.update({"type": "realtime", **bad})
+        assert error.value.param == param
+    config.takes_tools = False
+    with pytest.raises(ClientError) as error:
+        config.update({"type": "realtime", "tools": [WEATHER]})
+    assert error.value.param == "session.tools" and config.tools == []
+
+    async def scenario() -> None:
+        transport, task = await _session(FakeModels(["ok"]))
+        _user(transport, "Hi")
+        transport.put(type="response.create", event_id="r1",
+                      response={"tool_choice": {"type": "function", "name": "nope"}})
+        sent = await transport.wait_for("error")
+        transport.inbox.put_nowait(None)
+        await task
+        error = next(e for e in sent if e["type"] == "error")["error"]
+        assert (error["param"], error["event_id"]) == ("response.tool_choice", "r1")
+
+    asyncio.run(scenario())
+
+
+def test_truncate_keeps_only_what_was_heard() -> None:
+    async def scenario() -> None:
+        models = FakeModels(["One two three four.", " Five six seven eight.", " Nine."])
+        transport, task = await _session(models)
+        _user(transport, "Count")
+        transport.put(type="response.create")
+        sent = await transport.wait_for("response.done")
+        answer = next(e for e in sent if e["type"] == "response.done")["response"]["output"][0]
+        # Each sentence is 100 ms of audio here: 150 ms is the first and half of the second.
+        transport.put(type="conversation.item.truncate", item_id=answer["id"],
+                      content_index=0, audio_end_ms=150)
+        await transport.wait_for("conversation.item.truncated")
+        transport.put(type="conversation.item.truncate", item_id=answer["id"],
+                      content_index=0, audio_end_ms=5000, event_id="t2")
+        await transport.wait_for("error")
+        _user(transport, "Go on")
+        transport.put(type="response.create")
+        await transport.wait_for("response.done", 2)
+        transport.inbox.put_nowait(None)
+        await task
+        error = next(e for e in transport.sent if e["type"] == "error")["error"]
+        assert (error["param"], error["event_id"]) == ("audio_end_ms", "t2")
+        heard = [m.content for m in models.chats[1].messages if m.role == "assistant"]
+        assert heard == ["One two three four. Five six"]
+
+    asyncio.run(scenario())
+
+
+def test_truncating_the_answer_being_spoken_stops_it() -> None:
+    async def scenario() -> None:
+        models = FakeModels([f" Sentence {i}." for i in range(100)], delay_s=0.01)
+        transport, task = await _session(models)
+        _user(transport, "Talk")
+        transport.put(type="response.create")
+        sent = await transport.wait_for("response.output_audio.delta")
+        item_id = next(e for e in sent if e["type"] == "response.output_item.added")["item"]["id"]
+        transport.put(type="conversation.item.truncate", item_id=item_id, content_index=0,
+                      audio_end_ms=50)
+        sent = await transport.wait_for("conversation.item.truncated")
+        transport.inbox.put_nowait(None)
+        await task
+        done = next(e for e in sent if e["type"] == "response.done")["response"]
+        assert done["status"] == "cancelled"
+        assert done["output"][0]["content"][0]["transcript"] == "Sentence"
+
+    asyncio.run(scenario())
+
+
+def test_a_transcription_session_hears_and_never_answers() -> None:
+    def resolve(name: str) -> str:
+        if name == "whisper-1":
+            return "stt"
+        raise ClientError(f"The model {name!r} does not exist.", param="session.audio.input."
+                          "transcription.model")
+
+    config = _config()
+    config.type, config.resolve_transcription = "transcription", resolve
+    wire = config.wire()
+    assert wire["type"] == "transcription" and "output" not in wire["audio"]
+    config.update({"type": "transcription", "audio": {"input": {"transcription": {
+        "model": "whisper-1", "language": "en"}}}})
+    assert (config.transcription_model, config.language) == ("stt", "en")
+    for bad, param in [({"type": "transcription", "instructions": "x"}, "session.instructions"),
+                       ({"type": "realtime"}, "session.type"),
+                       ({"type": "transcription", "audio": {"input": {"transcription": {
+                           "model": "nope"}}}}, "session.audio.input.transcription.model")]:
+        with pytest.raises(ClientError) as error:
+            config.update(bad)
+        assert error.value.param == param
+    assert config.transcription_model == "stt"
+
+    async def scenario() -> None:
+        transport = FakeTransport()
+        session = RealtimeSession(FakeModels(["no"]), transport, config, idle_timeout_s=None)
+        task = asyncio.create_task(session.run())
+        transport.put(type="response.create", event_id="r1")
+        sent = await transport.wait_for("error")
+        transport.inbox.put_nowait(None)
+        await task
+        assert sent[0]["session"]["type"] == "transcription"
+        assert sent[-1]["error"]["event_id"] == "r1"
+        assert "response.created" not in [e["type"] for e in sent]
 
     asyncio.run(scenario())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pocketserve.engines.sentences import quick_start, split_sentences
+from pocketserve.engines.sentences import last_sentence_end, quick_start, split_sentences
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -64,3 +64,15 @@ def test_quick_start_cuts_only_a_long_first_sentence() -> None:
     assert quick_start(["Short, first.", comma]) == ["Short, first.", comma]
     no_cut = "word " * 30
     assert quick_start([no_cut]) == [no_cut]
+
+
+@pytest.mark.parametrize("text, end", [
+    ("Hello there. How", len("Hello there.")),
+    ("Hello there.", 0),  # the next words may still say it was no end
+    ("Ask Dr. Smith", 0),
+    ("It costs 3.5 euros. Then", len("It costs 3.5 euros.")),
+    ("First line\nsecond", len("First line\n")),
+    ("Really?! Yes. No", len("Really?! Yes.")),
+])
+def test_last_sentence_end_of_text_still_being_written(text: str, end: int) -> None:
+    assert last_sentence_end(text) == end

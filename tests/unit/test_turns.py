@@ -23,6 +23,7 @@ from pocketserve.ops.transcription import (
     Segment,
     SpeechStarted,
     SpeechStopped,
+    TranscriptInfo,
     TurnDetection,
 )
 from pocketserve.ops.wire import encode
@@ -168,18 +169,97 @@ def test_listen_with_server_vad_transcribes_each_utterance(
     events = _listen(tiny, {"sample_rate": 24_000, "turn_detection": {}}, _pcm24k(audio),
                      frame_bytes=4800)  # 100 ms frames
     kinds = [type(e) for e in events]
-    assert kinds == [SpeechStarted, SpeechStopped, Segment] * 2
+    assert kinds == [SpeechStarted, SpeechStopped, TranscriptInfo, Segment] * 2
     segments = [e for e in events if isinstance(e, Segment)]
     assert wer(first, segments[0].text) <= 0.35, segments[0].text
     assert wer(second, segments[1].text) <= 0.35, segments[1].text
-    assert events[0].audio_start_ms < events[1].audio_end_ms < events[3].audio_start_ms
-    assert segments[1].start == pytest.approx(events[3].audio_start_ms / 1000)
+    assert events[0].audio_start_ms < events[1].audio_end_ms < events[4].audio_start_ms
+    assert segments[1].start == pytest.approx(events[4].audio_start_ms / 1000)
+    assert events[2].language == "en"
 
 
 def test_listen_without_turn_detection_transcribes_at_the_end(
         tiny: Any, speech: tuple[Audio, str, str], tmp_path: Path) -> None:
     audio, first, second = speech
     events = _listen(tiny, {"sample_rate": 24_000}, _pcm24k(audio), frame_bytes=9600)
-    assert [type(e) for e in events] == [Segment]
-    assert wer(f"{first} {second}", events[0].text) <= 0.35, events[0].text
-    assert events[0].end == pytest.approx(len(audio) / RATE, abs=0.05)
+    assert [type(e) for e in events] == [TranscriptInfo, Segment]
+    assert wer(f"{first} {second}", events[1].text) <= 0.35, events[1].text
+    assert events[1].end == pytest.approx(len(audio) / RATE, abs=0.05)
+
+
+class _CountingBackend:
+    """Whisper's stand-in: 'heard N samples' for each transcription, with the moment (in
+    samples streamed so far) at which each one ran."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.streamed = 0
+
+    def transcribe(self, audio: Audio, req: Any, on_event: Any, cancelled: Any) -> None:
+        self.calls.append(self.streamed)
+        on_event(Segment(id=0, seek=0, start=0.0, end=len(audio) / RATE,
+                         text=f"heard {len(audio)} samples", tokens=[], temperature=0.0,
+                         avg_logprob=0.0, compression_ratio=1.0, no_speech_prob=0.0))
+
+    def speech_probabilities(self) -> Any:
+        return _loudness
+
+
+class _PacedInputs(Inputs):
+    """The input queue, counting in `backend.streamed` the samples listen() has taken."""
+
+    def __init__(self, cancelled: threading.Event, backend: _CountingBackend):
+        super().__init__(cancelled)
+        self.backend = backend
+
+    def __iter__(self) -> Any:
+        for frame in super().__iter__():
+            self.backend.streamed += len(frame.pcm) // 2
+            yield frame
+
+
+def _listen_16k(backend: _CountingBackend, audio: Audio, chunk: int = 1600) -> list[Any]:
+    """LISTEN with server VAD (no prefix, 500 ms of silence) on `audio` in 100 ms frames."""
+    from pocketserve.engines.listen import listen
+    from pocketserve.ops.transcription import ListenRequest
+
+    pcm = (audio * 32767).astype("<i2").tobytes()
+    cancelled = threading.Event()
+    inputs = _PacedInputs(cancelled, backend)
+    for i in range(0, len(pcm), chunk * 2):
+        inputs.put(AudioFrame(pcm[i:i + chunk * 2]))
+    inputs.end()
+    events: list[Any] = []
+    request = ListenRequest(sample_rate=RATE, turn_detection=TurnDetection(
+        prefix_padding_ms=0, silence_duration_ms=500))
+    listen(backend, request, events.append, Call(cancelled=cancelled, inputs=inputs))
+    return events
+
+
+def test_the_turn_is_transcribed_in_its_silence_before_the_turn_ends() -> None:
+    backend = _CountingBackend()
+    audio = np.concatenate([_silence(0.2), _tone(1.0), _silence(1.0)])
+    events = _listen_16k(backend, audio)
+    assert [type(e) for e in events] == [SpeechStarted, SpeechStopped, TranscriptInfo, Segment]
+    stopped, info, segment = events[1:]
+    assert info.duration == pytest.approx(segment.end - segment.start)
+    assert len(backend.calls) == 1  # the guess was the transcript: no second pass
+    # It ran ~200 ms into the silence (frames of 100 ms), well before the turn stopped.
+    assert 1.2 + 0.2 <= backend.calls[0] / RATE <= 1.2 + 0.3 < stopped.audio_end_ms / 1000
+    assert segment.start == pytest.approx(0.192, abs=0.001)  # the turn's own times
+    assert segment.end == pytest.approx(stopped.audio_end_ms / 1000, abs=0.001)
+    heard = int(segment.text.split()[1])
+    assert heard < (stopped.audio_end_ms / 1000 - segment.start) * RATE  # the guess's audio
+
+
+def test_speech_after_the_guess_is_transcribed_again_whole() -> None:
+    backend = _CountingBackend()
+    audio = np.concatenate([_silence(0.2), _tone(0.6), _silence(0.35), _tone(0.6),
+                            _silence(1.0)])
+    events = _listen_16k(backend, audio)
+    assert [type(e) for e in events] == [SpeechStarted, SpeechStopped, TranscriptInfo, Segment]
+    # A guess in each pause: the first was wasted, the second was the turn's transcript.
+    assert len(backend.calls) == 2 and backend.calls[0] < 1.3 * RATE < backend.calls[1]
+    segment = events[3]
+    heard = int(segment.text.split()[1])
+    assert heard > (0.6 + 0.35 + 0.6) * RATE  # both tones in the transcript's audio

@@ -36,12 +36,13 @@ class _WebSocketTransport:
 
 
 @router.websocket("/v1/realtime")
-async def realtime(websocket: WebSocket, model: str | None = None) -> None:
+async def realtime(websocket: WebSocket, model: str | None = None,
+                   intent: str | None = None) -> None:
     registry: ModelRegistry = websocket.app.state.registry
     settings: Settings = websocket.app.state.settings
     await accept(websocket, ["realtime"])
     try:
-        config = session_config(registry, settings, model)
+        config = session_config(registry, settings, model, intent)
     except PocketserveError as exc:
         await websocket.send_text(json.dumps({"event_id": "event_refused", **error_event(
             exc.message, exc.kind, exc.code or "model_not_found", exc.param)}))
