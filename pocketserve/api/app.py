@@ -21,6 +21,7 @@ from pocketserve.api.routes import (
     live,
     messages,
     models,
+    playground,
     realtime,
     rerank,
     responses,
@@ -79,6 +80,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(live.router)
     app.include_router(dialogue.router)
     app.include_router(voice_aliases.router)
+    open_paths = list(settings.open_paths)
+    if settings.playground:
+        playground.install(app)
+        open_paths += playground.OPEN_PATHS
     # Added innermost first: the request context wraps everything, so even a 401 or a 413
     # carries the request id and is counted. Every layer covers WebSocket handshakes too; the
     # connection limit sits inside auth, where the key is known.
@@ -88,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     limiter = RateLimiter(settings.rate_limit_requests_per_min,
                           settings.rate_limit_tokens_per_min)
     app.add_middleware(ApiKeyAuth, keys=ApiKeys(settings.all_api_keys()),
-                       open_paths=settings.open_paths, limiter=limiter)
+                       open_paths=open_paths, limiter=limiter)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics,
                        timeout_s=settings.request_timeout_s, router=app.router)
