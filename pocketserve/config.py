@@ -142,6 +142,21 @@ class Settings(BaseSettings):
     audio_max_seconds: float = Field(
         default=1800.0, gt=0,
         description="Longest audio accepted for transcription/translation (400 beyond it).")
+    ray: bool = Field(
+        default=False, description="Serve every model as a Ray Serve deployment (the `ray` "
+        "extra); this process's HTTP app stays the ingress. docs/scaling.md.")
+    ray_address: str | None = Field(
+        default=None, description="The Ray cluster to join (e.g. 10.0.0.5:6379, or auto); "
+        "None starts a local Ray instance, stopped again at shutdown.")
+    ray_replicas: dict[str, int] = Field(
+        default_factory=dict, description="Replicas per model on Ray (default 1), by id or "
+        "alias; `--replicas MODEL=N`.")
+    ray_autoscaling: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Ray Serve autoscaling_config per model (min_replicas, "
+        "max_replicas, target_ongoing_requests, ...); wins over ray_replicas.")
+    ray_num_cpus_per_replica: float = Field(
+        default=0.0, ge=0, description="CPUs each replica reserves in Ray's scheduler (0: none, "
+        "so every model fits a small machine; threads still come from the CPU plan).")
     worker_start_timeout_s: float = Field(
         default=300.0, gt=0, description="How long a model may take to load before it fails."
     )

@@ -33,14 +33,15 @@ from pocketserve.catalog import Catalog
 from pocketserve.config import Settings
 from pocketserve.serving.metrics import Metrics
 from pocketserve.serving.ratelimit import RateLimiter
-from pocketserve.serving.registry import ModelRegistry
+from pocketserve.serving.registry import ModelRegistry, WorkerFactory
 from pocketserve.store.responses import ResponseStore
 from pocketserve.voice.sessions import DialogueStore
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, worker_factory: WorkerFactory | None = None) -> FastAPI:
+    """The whole server; `worker_factory` puts the models elsewhere (Ray Serve)."""
     metrics = Metrics()
-    registry = ModelRegistry(settings, Catalog(settings.extra_models), metrics)
+    registry = ModelRegistry(settings, Catalog(settings.extra_models), metrics, worker_factory)
     days = settings.responses_max_age_days
     store = ResponseStore(settings.data_dir / "responses.sqlite3",
                           max_count=settings.responses_max_stored,
