@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -251,6 +251,40 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="Close a realtime session that has sent nothing for "
         "this long while no answer is being made (an error event, then close code 1000). "
         "None: never.")
+    # -- images ------------------------------------------------------------------------------
+    image_max_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="Largest image accepted, base64 or "
+        "fetched (400 past it; a fetch is cut off at this size).")
+    image_max_pixels: int = Field(
+        default=40_000_000, ge=1, description="Largest canvas (width x height) an image may "
+        "declare: a small file declaring a huge one is a decompression bomb (400).")
+    image_max_per_request: int = Field(
+        default=16, ge=1, description="Images one request may hold, all messages together.")
+    image_fetch_enabled: bool = Field(
+        default=False, description="Fetch http(s) image URLs. Off: only base64 data: URLs "
+        "are taken (400 otherwise). On: image_fetch_allowed_hosts is required, and only "
+        "public addresses are ever contacted (docs/vision.md).")
+    image_fetch_allowed_hosts: list[str] = Field(
+        default_factory=list, description="Hosts image URLs may name, exactly, or every "
+        "subdomain with `*.example.com`. Loopback and private addresses stay refused even "
+        "when their host is listed.")
+    image_fetch_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest one image fetch may take, redirects "
+        "included.")
+    image_fetch_max_redirects: int = Field(
+        default=3, ge=0, description="Redirects one image fetch may follow (each re-checked).")
+    vision_model: str | None = Field(
+        default=None, description="The model of /v1/images/describe when a request names "
+        "none; default: the first served model that sees images.")
+    image_describe_max_batch: int = Field(
+        default=16, ge=1, description="Images one /v1/images/describe/batch request may hold.")
+
+    @model_validator(mode="after")
+    def _fetch_needs_allowlist(self) -> Settings:
+        if self.image_fetch_enabled and not self.image_fetch_allowed_hosts:
+            raise ValueError("image_fetch_enabled needs image_fetch_allowed_hosts: the hosts "
+                             "image URLs may name")
+        return self
 
     # -- live speech (/ws/stt, /ws/tts) ---------------------------------------------------
     live_max_message_bytes: int = Field(

@@ -31,6 +31,7 @@ from pocketserve.api.routes import (
 )
 from pocketserve.catalog import Catalog
 from pocketserve.config import Settings
+from pocketserve.images.inputs import ImageLoader
 from pocketserve.serving.metrics import Metrics
 from pocketserve.serving.ratelimit import RateLimiter
 from pocketserve.serving.registry import ModelRegistry, WorkerFactory
@@ -66,6 +67,7 @@ def create_app(settings: Settings, worker_factory: WorkerFactory | None = None) 
                                         settings.dialogue_max_turns,
                                         settings.dialogue_max_history_tokens,
                                         settings.dialogue_idle_ttl_s)
+    app.state.images = ImageLoader.from_settings(settings)
     install_error_handlers(app)
     install_openapi(app, settings)
     app.include_router(chat.router)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pocketserve.catalog import takes_tools
+from pocketserve.catalog import sees, takes_tools
 from pocketserve.config import ModelSpec
 from pocketserve.errors import InvalidRequest
+from pocketserve.images.inputs import ImageInputs
 from pocketserve.ops.chat import ChatRequest, TokenizeRequest
 from pocketserve.serving.registry import ModelRegistry
 
@@ -23,3 +24,12 @@ def check_tools(spec: ModelSpec, request: ChatRequest | TokenizeRequest) -> None
     if request.tools and not takes_tools(spec):
         raise InvalidRequest(f"The model {spec.id!r} cannot take tools: its backend cannot "
                              "call functions.", param="tools")
+
+
+def check_images(spec: ModelSpec, images: ImageInputs) -> None:
+    """Images reach only models that see; the 400 names the first image, before any fetch."""
+    if images and not sees(spec):
+        raise InvalidRequest(f"The model {spec.id!r} cannot see images: {images.params[0]} is "
+                             "an image. Use a model whose /v1/models entry lists \"image\" "
+                             "in input_modalities.", param=images.params[0],
+                             code="image_not_supported")
