@@ -18,6 +18,7 @@ from pocketserve.api.routes import (
     chat,
     dialogue,
     embeddings,
+    images,
     live,
     messages,
     models,
@@ -79,6 +80,7 @@ def create_app(settings: Settings, worker_factory: WorkerFactory | None = None) 
     app.include_router(transcription.router)
     app.include_router(embeddings.router)
     app.include_router(rerank.router)
+    app.include_router(images.router)
     app.include_router(realtime.router)
     app.include_router(live.router)
     app.include_router(dialogue.router)

@@ -24,6 +24,7 @@ from pocketserve.api.auth import is_open_path
 from pocketserve.api.errors import anthropic_path
 from pocketserve.api.protocol import answers as answers_
 from pocketserve.api.protocol import dialogue as dialogue_
+from pocketserve.api.protocol import images as images_
 from pocketserve.api.protocol.answers import ErrorResponse
 from pocketserve.api.protocol.message_answers import MESSAGE_EVENTS, AnthropicError
 from pocketserve.api.protocol.response_shapes import STREAM_EVENTS
@@ -128,7 +129,8 @@ DOC_MODELS: tuple[type[BaseModel], ...] = (
     answers_.Transcription, answers_.VerboseTranscription, answers_.ChatCompletionChunk,
     answers_.Completion, answers_.SpeechAudioDelta, answers_.SpeechAudioDone,
     answers_.SpeechStreamError, answers_.TranscriptTextDelta, answers_.TranscriptTextDone,
-    *STREAM_EVENTS, ErrorResponse, *MESSAGE_EVENTS, *DIALOGUE_EVENTS)
+    *STREAM_EVENTS, ErrorResponse, *MESSAGE_EVENTS, *DIALOGUE_EVENTS,
+    images_.DescribeImageRequest, images_.DescribeBatchRequest)
 
 # Multipart forms FastAPI cannot see (parsed by hand): component name -> schema maker.
 FORMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -136,6 +138,8 @@ FORMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "CreateTranslationRequest": partial(form_schema, "translate"),
     "SpeechToTextRequest": alias_form_schema,
     "DialogueRequest": dialogue_.form_schema,
+    "DescribeImageForm": lambda _: images_.form_schema(batch=False),
+    "DescribeBatchForm": lambda _: images_.form_schema(batch=True),
 }
 
 

@@ -27,6 +27,7 @@ class _Pending:
     param: str
     url: str | None = None  # a data: or http(s) URL
     base64: str | None = None  # bare base64 (Anthropic's source)
+    raw: bytes | None = None  # an uploaded file
 
 
 @dataclass
@@ -50,6 +51,11 @@ class ImageInputs:
     def from_base64(self, data: str, detail: str, param: str) -> ImagePart:
         part = ImagePart(data=b"", media_type="", detail=detail)
         self.pending.append(_Pending(part, param, base64=data))
+        return part
+
+    def from_bytes(self, data: bytes, detail: str, param: str) -> ImagePart:
+        part = ImagePart(data=b"", media_type="", detail=detail)
+        self.pending.append(_Pending(part, param, raw=data))
         return part
 
 
@@ -100,6 +106,10 @@ class ImageLoader:
         pending.part.media_type = info.media_type
 
     async def _bytes(self, pending: _Pending) -> bytes:
+        if pending.raw is not None:
+            if len(pending.raw) > self.limits.max_bytes:
+                raise _too_large(pending.param, self.limits.max_bytes)
+            return pending.raw
         if pending.base64 is not None:
             return self._decoded(pending.base64, pending.param)
         url = pending.url or ""
