@@ -28,6 +28,7 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 # server, which sits at a public address).
 _METADATA = {ipaddress.ip_address(a) for a in (
     "169.254.169.254", "fd00:ec2::254", "100.100.100.200", "168.63.129.16")}
+_COMPATIBLE = ipaddress.ip_network("::/96")
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
@@ -56,11 +57,11 @@ def address_refusal(address: IPAddress) -> str | None:
                 return f"{address} carries the IPv4 address {inner}: {why}"
         if address.teredo is not None:
             return f"{address} is a Teredo tunnel address"
-        if address.ipv4_mapped is None and address in ipaddress.ip_network("::/96"):
-            return f"{address} is an IPv4-compatible address (deprecated, reserved)"
     for kind in ("unspecified", "loopback", "link_local", "multicast", "private", "reserved"):
         if getattr(address, f"is_{kind}"):
             return f"{address} is a {kind.replace('_', '-')} address"
+    if isinstance(address, ipaddress.IPv6Address) and address in _COMPATIBLE:
+        return f"{address} is an IPv4-compatible address (deprecated)"
     if not address.is_global:
         return f"{address} is not a public address"
     return None
@@ -147,6 +148,8 @@ class Fetcher:
     async def _checked(self, url: httpx.URL) -> _Hop:
         if url.scheme not in ("http", "https"):
             raise FetchRefused(f"the scheme {url.scheme!r} is not fetched (http and https are)")
+        if not url.host:
+            raise FetchRefused("the URL has no host")
         if url.userinfo:
             raise FetchRefused("URLs with credentials are not fetched")
         host = url.raw_host.decode("ascii")
@@ -215,6 +218,4 @@ def _parsed(url: str, base: httpx.URL | None = None) -> httpx.URL:
         parsed = base.join(url) if base is not None else httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
         raise FetchRefused(f"not a valid URL ({exc})") from None
-    if not parsed.host:
-        raise FetchRefused("the URL has no host")
     return parsed

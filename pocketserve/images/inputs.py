@@ -138,7 +138,7 @@ class ImageLoader:
         if len(text) // 4 * 3 > cap + 3:
             raise _too_large(param, cap)
         try:
-            data = binascii.a2b_base64(text.strip(), strict_mode=True)
+            data = binascii.a2b_base64("".join(text.split()), strict_mode=True)
         except (binascii.Error, ValueError):
             raise InvalidRequest(f"The image at {param} is not valid base64.", param=param,
                                  code="invalid_image_format") from None
