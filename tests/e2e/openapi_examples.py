@@ -18,9 +18,23 @@ from typing import Any
 
 import httpx
 
+from pocketserve.config import Settings
+from tests.conftest import RunningServer, start_server
 from tests.stt_helpers import espeak
 
 EXAMPLES_FILE = Path(__file__).parents[2] / "pocketserve" / "api" / "openapi_examples.json"
+
+# No vision model ships in a package, so the server the examples run on serves, beside the
+# default models, the fake engine that sees (backends/fake.py): /v1/images/describe needs one.
+VISION_FAKE = {"id": "fake-vision", "capability": "chat", "backend": "fake", "source": "none:",
+               "description": "A test double that sees: it answers with what it received of "
+               "each image (type, size, bytes, SHA-256).", "options": {"vision": True}}
+
+
+def start_example_server() -> RunningServer:
+    """The models a plain `pocketserve serve` serves, and VISION_FAKE."""
+    models = [*Settings().models, str(VISION_FAKE["id"])]
+    return start_server(models, env={"POCKETSERVE_EXTRA_MODELS": json.dumps([VISION_FAKE])})
 
 # The audio the form examples name: what is said in it, and espeak-ng's voice for it.
 SPOKEN = {"fox.wav": ("The quick brown fox jumps over the lazy dog.", "en-us"),
@@ -223,9 +237,9 @@ def _summary(example: Example) -> str:
 
 
 def main() -> None:
-    from tests.conftest import start_server, stop_server
+    from tests.conftest import stop_server
 
-    server = start_server([])
+    server = start_example_server()
     try:
         EXAMPLES_FILE.write_text(json.dumps(record(server.base_url), indent=1,
                                             ensure_ascii=False) + "\n")

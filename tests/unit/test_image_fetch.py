@@ -127,7 +127,7 @@ def test_redirects_to_allowed_public_hosts_are_followed_and_rechecked(
         server: RecordingServer) -> None:
     dns = Dns(DNS)
     f = fetcher(server, hosts=(PUBLIC, "other.example"), dns=dns)
-    assert asyncio.run(f.fetch(f"http://other.example/to-public")) == IMAGE
+    assert asyncio.run(f.fetch("http://other.example/to-public")) == IMAGE
     assert asyncio.run(f.fetch(f"http://{PUBLIC}/relative")) == IMAGE
     assert dns.asked == ["other.example", PUBLIC, PUBLIC, PUBLIC]  # once per hop
     assert [p for p, _ in server.hits] == ["/to-public", "/cat.png", "/relative", "/cat.png"]

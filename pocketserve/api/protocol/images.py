@@ -68,7 +68,8 @@ class BatchImage(Request):
 
 class DescribeBatchRequest(DescribeOptions):
     model_config = examples({"images": [{"image": EXAMPLE_PNG},
-                                        {"image": EXAMPLE_PNG, "prompt": "Any text in it?"}],
+                                        {"image": EXAMPLE_PNG, "prompt": "Any text in it?"},
+                                        {"image": "data:image/png;base64,aGVsbG8="}],
                              "max_tokens": 32})
 
     images: list[BatchImage] = Field(min_length=1, description="The images, each described "
