@@ -238,12 +238,20 @@ def test_describe_json_and_multipart(server: RunningServer) -> None:
     ({"json": {"prompt": "no image"}}, 400, "image"),
     ({"files": {"file": ("x.txt", b"hello", "text/plain")}}, 400, "file"),
     ({"data": {"prompt": "no file"}, "files": {"other": ("x", b"x")}}, 400, "file"),
+    ({"data": {"max_tokens": "many"}, "files": {"file": ("x.png", PNG)}}, 400, "max_tokens"),
 ])
 def test_describe_refusals(server: RunningServer, request_kwargs: dict[str, Any], status: int,
                            param: str) -> None:
     reply = post(server, "/v1/images/describe", **request_kwargs)
     assert reply.status_code == status, reply.text
     assert reply.json()["error"]["param"] == param
+
+
+def test_describe_takes_one_file(server: RunningServer) -> None:
+    reply = post(server, "/v1/images/describe", files=[("file", ("a.png", PNG)),
+                                                        ("file", ("b.png", PNG))])
+    assert reply.status_code == 400, reply.text
+    assert "error" in reply.json()
 
 
 def test_describe_needs_a_key(server: RunningServer) -> None:

@@ -8,7 +8,10 @@ import asyncio
 import base64
 
 import pytest
+from pydantic import ValidationError
 
+from pocketserve.catalog import sees
+from pocketserve.config import ModelSpec, Settings
 from pocketserve.errors import InvalidRequest
 from pocketserve.images.decode import ImageError, checked, inspect
 from pocketserve.images.fetch import Fetcher, FetchPolicy
@@ -139,3 +142,22 @@ def test_size_and_count_limits() -> None:
         images.from_url(data_url(png()), "auto", f"img{i}")
     error = refusal(images, loader(max_count=2))
     assert error.code == "too_many_images" and error.param == "img2"
+
+
+def test_fetching_needs_an_allowlist() -> None:
+    with pytest.raises(ValidationError, match="image_fetch_allowed_hosts"):
+        Settings(models=[], image_fetch_enabled=True)
+    assert Settings(models=[], image_fetch_enabled=True,
+                    image_fetch_allowed_hosts=["cdn.example"]).image_fetch_enabled
+
+
+def test_which_models_see() -> None:
+    def spec(**fields: object) -> ModelSpec:
+        return ModelSpec.model_validate({"id": "m", "capability": "chat", "backend": "llamacpp",
+                                         "source": "none:", **fields})
+
+    assert sees(spec(options={"mmproj": "/models/mmproj.gguf"}))
+    assert sees(spec(backend="transformers_vlm"))
+    assert sees(spec(backend="fake", options={"vision": True}))
+    assert not sees(spec()) and not sees(spec(options={"mmproj": ""}))
+    assert not sees(spec(capability="embeddings", options={"vision": True}))
