@@ -156,6 +156,6 @@ def _is_form(request: Request) -> bool:
 
 async def _json(request: Request, model: type[Model]) -> Model:
     try:
-        return model.model_validate_json(await request.body())
+        return model.model_validate_json(await request.body(), strict=True)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
