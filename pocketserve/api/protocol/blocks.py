@@ -35,13 +35,13 @@ class CacheControl(Request):
 
 
 class ImageSource(Request):
-    """An image block's source: `base64` (`media_type`, `data`) or `url`."""
+    """An image block's source: `base64` (`data`; the format is sniffed from the bytes, so
+    `media_type` is only a label) or `url`. Other types (`file`) are refused."""
 
     type: str
     media_type: str | None = None
     data: str | None = None
     url: str | None = None
-    file_id: str | None = None
 
 
 class InputBlock(Request):
