@@ -15,6 +15,7 @@ operations call the remote API with httpx instead of a library. The spec says wh
         timeout_s: 120                       # per attempt; streams: between chunks
         retries: 2                           # after the first try
         backoff_s: 0.5                       # doubled after each failed try
+        vision: true                         # the remote model sees: images pass through
 
 Connection errors, timeouts and 5xx answers are tried again with backoff; so are streams, but
 only until their first chunk has arrived (what was sent cannot be taken back). A remote 400
@@ -45,7 +46,7 @@ from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechRequest, Spe
 from pocketserve.ops.transcription import TRANSCRIBE, TranscriptionRequest
 
 _OPTIONS = {"base_url", "remote_model", "api_key_env", "api_key_file", "timeout_s", "retries",
-            "backoff_s", "threads"}
+            "backoff_s", "threads", "vision"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class RemoteOptions:
         if unknown:
             raise ValueError(f"unknown option(s) {', '.join(unknown)} for the remote backend; "
                              f"it takes {', '.join(sorted(_OPTIONS - {'threads'}))}")
+        if not isinstance(o.get("vision", False), bool):
+            raise ValueError("options.vision of a remote model must be true or false")
         base = str(o.get("base_url") or "")
         if not base.startswith(("http://", "https://")):
             raise ValueError(f"the remote model {spec.id!r} needs options.base_url, an http(s) "
