@@ -6,6 +6,8 @@
 #
 #   sudo deploy/docker-smoke.sh            # everything, from apt-get to clean-up
 #   KEEP=1 deploy/docker-smoke.sh          # leave the container running afterwards
+#   BASE=python:3.11-slim-bookworm deploy/docker-smoke.sh    # a registry's base image
+#   SKIP_BUILD=1 IMAGE=pocketserve:ci deploy/docker-smoke.sh # run and check a built image
 #
 # Containers use the host's network (--network host) for the build and the run, so that no
 # bridge is needed and every request goes to 127.0.0.1. Extra CA certificates of the host
@@ -27,11 +29,18 @@ STARTED_DOCKERD=""
 log() { printf '\n== %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
+local_base() { [[ -z "${SKIP_BUILD:-}" && "$BASE" == local/* ]]; }
+
 need_packages() {
-  command -v dockerd >/dev/null && command -v debootstrap >/dev/null && return
-  log "installing docker.io and debootstrap from Debian"
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap
+  local missing=()
+  command -v docker >/dev/null || missing+=(docker.io)
+  if local_base && ! command -v debootstrap >/dev/null; then missing+=(debootstrap); fi
+  command -v curl >/dev/null || missing+=(curl)
+  [[ ${#missing[@]} -eq 0 ]] && return
+  log "installing ${missing[*]} from Debian"
+  local sudo=""; [[ "$(id -u)" == 0 ]] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 }
 
 start_docker() {
@@ -51,6 +60,9 @@ start_docker() {
 make_base() {
   if docker image inspect "$BASE" >/dev/null 2>&1; then
     log "base image $BASE already present"; return
+  fi
+  if ! local_base; then
+    log "docker pull $BASE"; docker pull "$BASE"; return
   fi
   local rootfs="$WORK/rootfs"
   log "debootstrap $SUITE (minbase + python3, venv, certificates) into $rootfs"
@@ -139,8 +151,10 @@ main() {
   need_packages
   start_docker
   trap cleanup EXIT
-  make_base
-  build_image
+  if [[ -z "${SKIP_BUILD:-}" ]]; then
+    make_base
+    build_image
+  fi
   run_container
   wait_healthy
   check_api
