@@ -33,14 +33,17 @@ local_base() { [[ -z "${SKIP_BUILD:-}" && "$BASE" == local/* ]]; }
 
 need_packages() {
   local missing=()
-  command -v docker >/dev/null || missing+=(docker.io)
+  if ! command -v docker >/dev/null \
+     || ! { docker info >/dev/null 2>&1 || command -v dockerd >/dev/null; }; then
+    missing+=(docker.io)  # no client, or a client with no daemon running nor installed
+  fi
   if local_base && ! command -v debootstrap >/dev/null; then missing+=(debootstrap); fi
   command -v curl >/dev/null || missing+=(curl)
   [[ ${#missing[@]} -eq 0 ]] && return
   log "installing ${missing[*]} from Debian"
   local sudo=""; [[ "$(id -u)" == 0 ]] || sudo=sudo
   $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 }
 
 start_docker() {
