@@ -204,7 +204,7 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(
         default=None, description="A file with one API key per line (# comments allowed).")
     open_paths: list[str] = Field(
-        default_factory=lambda: ["/health", "/metrics"],
+        default_factory=lambda: ["/health", "/healthz", "/ping", "/metrics"],
         description="Paths answered without a key; a trailing * matches a prefix.")
     playground: bool = Field(
         default=True, description="Serve the playground page at / (its files under "

@@ -165,9 +165,10 @@ def _failures(event: ScenarioFinished) -> list[str]:
 
 def filter_failure(context: HookContext, failure: Failure, case: Case,
                    response: Response) -> bool:
-    """/health answers 503 while a model loads: the fuzzer unloads and loads models through
-    /admin, so that answer is the documented one, not a server error."""
-    return not (case.operation.path == "/health" and response.status_code == 503
+    """/health (and its aliases) answers 503 while a model loads: the fuzzer unloads and loads
+    models through /admin, so that answer is the documented one, not a server error."""
+    return not (case.operation.path in ("/health", "/healthz", "/ping")
+                and response.status_code == 503
                 and response.json().get("status") == "unavailable")
 
 

@@ -59,8 +59,8 @@ def test_every_error_is_the_envelope_and_none_is_422(name: str, operation: dict[
         assert "413" in errors
     envelope = ANTHROPIC_ENVELOPE if name.startswith("POST /v1/messages") else ENVELOPE
     for code, response in errors.items():
-        if name == "GET /health" and code == "503":
-            continue  # /health answers its own body while not ready
+        if name in ("GET /health", "GET /healthz", "GET /ping") and code == "503":
+            continue  # /health and its aliases answer their own body while not ready
         assert response["content"]["application/json"]["schema"] == envelope, code
 
 
@@ -169,8 +169,9 @@ def test_keys_and_rate_limits_appear_where_they_apply() -> None:
     assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
     chat = document["paths"]["/v1/chat/completions"]["post"]
     assert {"401", "429"} <= set(chat["responses"]) and chat["security"]
-    health = document["paths"]["/health"]["get"]
-    assert "401" not in health["responses"] and "security" not in health
+    for path in ("/health", "/healthz", "/ping"):
+        health = document["paths"][path]["get"]
+        assert "401" not in health["responses"] and "security" not in health
     assert "401" not in DOC["paths"]["/v1/models"]["get"]["responses"]  # no keys: no 401
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from pocketserve.api.deps import RegistryDep
-from pocketserve.api.openapi import answers
+from pocketserve.api.openapi import Responses, answers
 from pocketserve.api.protocol.answers import Health, ModelList, ModelObject
 from pocketserve.catalog import sees, takes_tools
 from pocketserve.config import ModelSpec
@@ -64,13 +64,22 @@ async def get_model(model_id: MODEL_ID, registry: RegistryDep) -> dict[str, Any]
     return _model_object(status, registry.started_at, spec)
 
 
-@router.get("/health", response_model=None, responses={
+_HEALTH_ANSWERS: Responses = {
     **answers(Health, description="Every model is ready or can load on demand."),
     503: {"model": Health, "description": "A model is loading or failed, or the server is "
-          "shutting down."}})
+          "shutting down."}}
+
+
+# /healthz (Kubernetes' convention) and /ping (SageMaker's and vLLM's) are the same answer, for
+# probes and load balancers written for those designs.
+@router.get("/ping", response_model=None, responses=_HEALTH_ANSWERS,
+            summary="Health (alias of /health)")
+@router.get("/healthz", response_model=None, responses=_HEALTH_ANSWERS,
+            summary="Health (alias of /health)")
+@router.get("/health", response_model=None, responses=_HEALTH_ANSWERS)
 async def health(registry: RegistryDep) -> JSONResponse:
     """200 while every model answers or can load on demand; 503 while one is loading or
-    failed, and while the server shuts down."""
+    failed, and while the server shuts down. /healthz and /ping answer the same."""
     states = {s.id: s.state for s in registry.statuses()}
     not_ready = sorted(name for name, state in states.items()
                        if state not in ("ready", "unloaded"))
