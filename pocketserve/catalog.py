@@ -136,16 +136,20 @@ OPT_IN: tuple[ModelSpec, ...] = (
 _TOOL_BACKENDS = ("llamacpp",)
 
 
-def sees(spec: ModelSpec) -> bool:
-    """Whether requests with images may reach this model: a GGUF with its multimodal
-    projector (`mmproj`), or a vision-language folder on transformers."""
-    return bool(spec.options.get("mmproj")) or spec.backend == "transformers_vlm"
-
-
 def takes_tools(spec: ModelSpec) -> bool:
     """Whether requests with `tools` may reach this model."""
     return (spec.capability == "chat" and spec.backend in _TOOL_BACKENDS
             and spec.options.get("tools", True) is not False)
+
+
+def sees(spec: ModelSpec) -> bool:
+    """Whether requests with images may reach this model: a llama.cpp model with a vision
+    projector (`mmproj` option), a transformers vision-language model, or a backend that says
+    so with the `vision: true` option (the fake test engine, a plugin)."""
+    if spec.capability != "chat":
+        return False
+    return bool(spec.options.get("mmproj")) or spec.backend == "transformers_vlm" \
+        or spec.options.get("vision") is True
 
 
 _BACKEND_BY_SUFFIX = {".gguf": ("llamacpp", "chat"), ".onnx": ("onnx_embeddings", "embeddings")}

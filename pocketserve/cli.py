@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="unload a model idle this many seconds")
     serve.add_argument("--memory-budget-mb", dest="memory_budget_mb", type=float,
                        help="memory all loaded models may use together")
+    serve.add_argument("--ray", action="store_true", default=None,
+                       help="serve each model as a Ray Serve deployment (the ray extra)")
+    serve.add_argument("--ray-address", help="Ray cluster to join (default: start a local one)")
+    serve.add_argument("--replicas", dest="ray_replicas", action="append", metavar="MODEL=N",
+                       type=_replicas, help="replicas of MODEL on Ray (repeatable)")
     serve.add_argument("--shutdown-grace", dest="shutdown_grace_s", type=float,
                        help="seconds in-flight requests get to finish on SIGTERM")
 
@@ -61,15 +66,25 @@ def _overrides(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
+def _replicas(text: str) -> tuple[str, int]:
+    model, _, count = text.rpartition("=")
+    if not model or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: use MODEL=N with N >= 1")
+    return model, int(count)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "models":
         settings = Settings(**_overrides(args, ["config_file"]))
         return _list_models(settings)
-    settings = Settings(**_overrides(args, [
+    overrides = _overrides(args, [
         "host", "port", "models", "config_file", "threads", "log_level", "log_json",
         "api_keys_file", "allow_open_access", "max_in_flight", "max_queue", "request_timeout_s",
-        "idle_ttl_s", "memory_budget_mb", "shutdown_grace_s"]))
+        "idle_ttl_s", "memory_budget_mb", "shutdown_grace_s", "ray", "ray_address"])
+    if getattr(args, "ray_replicas", None):
+        overrides["ray_replicas"] = dict(args.ray_replicas)
+    settings = Settings(**overrides)
     if args.mmproj:
         try:
             settings = with_mmproj(settings, args.mmproj)
@@ -174,9 +189,24 @@ def _serve(settings: Settings) -> int:
         print(f"pocketserve: {refusal}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_json)
-    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
-    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal stop
-        server.run()
+    ray = None
+    factory = None
+    if settings.ray:
+        try:
+            from pocketserve.ray_serve.deploy import RayDeployment
+        except ImportError as exc:
+            print(f"pocketserve: --ray needs Ray Serve: pip install 'pocketserve[ray]' ({exc})",
+                  file=sys.stderr)
+            return 2
+        ray = RayDeployment(settings)
+        factory = ray.deploy()
+    server = uvicorn.Server(uvicorn_config(create_app(settings, factory), settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal stop
+            server.run()
+    finally:
+        if ray is not None:
+            ray.teardown()
     return 0 if server.started else 3  # 3: uvicorn's exit status for a failed start
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -142,6 +142,21 @@ class Settings(BaseSettings):
     audio_max_seconds: float = Field(
         default=1800.0, gt=0,
         description="Longest audio accepted for transcription/translation (400 beyond it).")
+    ray: bool = Field(
+        default=False, description="Serve every model as a Ray Serve deployment (the `ray` "
+        "extra); this process's HTTP app stays the ingress. docs/scaling.md.")
+    ray_address: str | None = Field(
+        default=None, description="The Ray cluster to join (e.g. 10.0.0.5:6379, or auto); "
+        "None starts a local Ray instance, stopped again at shutdown.")
+    ray_replicas: dict[str, int] = Field(
+        default_factory=dict, description="Replicas per model on Ray (default 1), by id or "
+        "alias; `--replicas MODEL=N`.")
+    ray_autoscaling: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Ray Serve autoscaling_config per model (min_replicas, "
+        "max_replicas, target_ongoing_requests, ...); wins over ray_replicas.")
+    ray_num_cpus_per_replica: float = Field(
+        default=0.0, ge=0, description="CPUs each replica reserves in Ray's scheduler (0: none, "
+        "so every model fits a small machine; threads still come from the CPU plan).")
     worker_start_timeout_s: float = Field(
         default=300.0, gt=0, description="How long a model may take to load before it fails."
     )
@@ -189,8 +204,11 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(
         default=None, description="A file with one API key per line (# comments allowed).")
     open_paths: list[str] = Field(
-        default_factory=lambda: ["/health", "/metrics"],
+        default_factory=lambda: ["/health", "/healthz", "/ping", "/metrics"],
         description="Paths answered without a key; a trailing * matches a prefix.")
+    playground: bool = Field(
+        default=True, description="Serve the playground page at / (its files under "
+        "/playground/, open without a key; the API calls it makes need one as any client's).")
     allow_open_access: bool = Field(
         default=False, description="Allow binding a non-loopback address without API keys, "
         "i.e. serving anyone who can reach the port.")
@@ -206,28 +224,95 @@ class Settings(BaseSettings):
     max_websocket_connections_per_key: int | None = Field(
         default=None, ge=1, description="WebSocket connections one API key may hold open at "
         "once (429 / 1013 past it); applies only where keys are required. None: no limit.")
-    # -- Realtime ----------------------------------------------------------------------------
+    # -- Realtime and the other voice routes ------------------------------------------------
+    # The voice models: /v1/realtime, /v1/dialogue and the short aliases (/v1/speech-to-text,
+    # /v1/text-to-speech, /v1/generate) use them where the client names no model.
     realtime_chat_model: str = Field(
         default="smollm2-135m-instruct", description="The chat model of a /v1/realtime "
         "session when the client names none, or names one of OpenAI's realtime models "
-        "(gpt-realtime, gpt-4o-realtime-preview, ...) that is not served here.")
+        "(gpt-realtime, gpt-4o-realtime-preview, ...) that is not served here; also the "
+        "default chat model of /v1/dialogue and /v1/generate.")
     realtime_transcription_model: str = Field(
         default="whisper-base", description="The model that hears a realtime session's audio "
-        "(its voice activity detection and transcripts).")
+        "(its voice activity detection and transcripts); also the default of /v1/dialogue "
+        "and /v1/speech-to-text.")
     realtime_speech_model: str = Field(
         default="piper-joe-medium", description="The model that speaks a realtime session's "
-        "answers in audio mode.")
+        "answers in audio mode; also the default of /v1/dialogue and /v1/text-to-speech.")
     realtime_max_output_tokens: int = Field(
-        default=1024, ge=1, description="The most tokens one realtime answer may have when the "
-        "session and the response ask for no limit (\"inf\"): small models can ramble until "
-        "their context is full.")
+        default=1024, ge=1, description="The most tokens one realtime (or /v1/dialogue) answer "
+        "may have when the request asks for no limit (\"inf\"): small models can ramble "
+        "until their context is full.")
     realtime_temperature: float | None = Field(
         default=None, ge=0, le=2, description="Sampling temperature of realtime answers (the "
-        "GA Realtime API has no such field); None: the chat model's default.")
+        "GA Realtime API has no such field), and of /v1/dialogue answers that name none; "
+        "None: the chat model's default.")
     realtime_idle_timeout_s: float | None = Field(
         default=300.0, gt=0, description="Close a realtime session that has sent nothing for "
         "this long while no answer is being made (an error event, then close code 1000). "
         "None: never.")
+    # -- images ------------------------------------------------------------------------------
+    image_max_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="Largest image accepted, base64 or "
+        "fetched (400 past it; a fetch is cut off at this size).")
+    image_max_pixels: int = Field(
+        default=40_000_000, ge=1, description="Largest canvas (width x height) an image may "
+        "declare: a small file declaring a huge one is a decompression bomb (400).")
+    image_max_per_request: int = Field(
+        default=16, ge=1, description="Images one request may hold, all messages together.")
+    image_fetch_enabled: bool = Field(
+        default=False, description="Fetch http(s) image URLs. Off: only base64 data: URLs "
+        "are taken (400 otherwise). On: image_fetch_allowed_hosts is required, and only "
+        "public addresses are ever contacted (docs/vision.md).")
+    image_fetch_allowed_hosts: list[str] = Field(
+        default_factory=list, description="Hosts image URLs may name, exactly, or every "
+        "subdomain with `*.example.com`. Loopback and private addresses stay refused even "
+        "when their host is listed.")
+    image_fetch_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest one image fetch may take, redirects "
+        "included.")
+    image_fetch_max_redirects: int = Field(
+        default=3, ge=0, description="Redirects one image fetch may follow (each re-checked).")
+    vision_model: str | None = Field(
+        default=None, description="The model of /v1/images/describe when a request names "
+        "none; default: the first served model that sees images.")
+    image_describe_max_batch: int = Field(
+        default=16, ge=1, description="Images one /v1/images/describe/batch request may hold.")
+
+    @model_validator(mode="after")
+    def _fetch_needs_allowlist(self) -> Settings:
+        if self.image_fetch_enabled and not self.image_fetch_allowed_hosts:
+            raise ValueError("image_fetch_enabled needs image_fetch_allowed_hosts: the hosts "
+                             "image URLs may name")
+        return self
+
+    # -- live speech (/ws/stt, /ws/tts) ---------------------------------------------------
+    live_max_message_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest message a /ws/stt or /ws/tts client "
+        "may send (an audio frame or a JSON event); a larger one is answered with an error "
+        "event and dropped, and the session goes on.")
+    live_idle_timeout_s: float | None = Field(
+        default=300.0, gt=0, description="Close a /ws/stt or /ws/tts session that has sent "
+        "nothing for this long while nothing it asked for is being worked on (an error event, "
+        "then close code 1000). None: never.")
+    live_max_session_s: float | None = Field(
+        default=3600.0, gt=0, description="The longest a /ws/stt or /ws/tts session may last "
+        "(an error event, then close code 1000). None: no limit.")
+
+    # -- dialogue (/v1/dialogue) ------------------------------------------------------------
+    dialogue_max_sessions: int = Field(
+        default=1000, ge=1, description="/v1/dialogue sessions kept in memory at once; a new "
+        "one past it evicts the session used longest ago.")
+    dialogue_max_turns: int = Field(
+        default=20, ge=1, description="Turns (question and answer) a dialogue session "
+        "remembers; older ones are dropped first.")
+    dialogue_max_history_tokens: int = Field(
+        default=2048, ge=64, description="Tokens of history a dialogue session sends the chat "
+        "model at most (estimated at 4 characters a token); older turns are dropped first, "
+        "the latest is always kept.")
+    dialogue_idle_ttl_s: float | None = Field(
+        default=1800.0, gt=0, description="A dialogue session unused this long (seconds) is "
+        "forgotten. None: only the count bounds them.")
 
     def policy(self, spec: ModelSpec) -> ModelPolicy:
         """The policy written for this model's id or one of its aliases, else the default."""

@@ -23,10 +23,13 @@ from pydantic.json_schema import models_json_schema
 from pocketserve.api.auth import is_open_path
 from pocketserve.api.errors import anthropic_path
 from pocketserve.api.protocol import answers as answers_
+from pocketserve.api.protocol import dialogue as dialogue_
+from pocketserve.api.protocol import images as images_
 from pocketserve.api.protocol.answers import ErrorResponse
 from pocketserve.api.protocol.message_answers import MESSAGE_EVENTS, AnthropicError
 from pocketserve.api.protocol.response_shapes import STREAM_EVENTS
-from pocketserve.api.protocol.transcription import form_schema
+from pocketserve.api.protocol.transcription import alias_form_schema, form_schema
+from pocketserve.api.protocol.voice_answers import DIALOGUE_EVENTS
 from pocketserve.config import Settings
 
 Responses = dict[int | str, dict[str, Any]]
@@ -126,12 +129,17 @@ DOC_MODELS: tuple[type[BaseModel], ...] = (
     answers_.Transcription, answers_.VerboseTranscription, answers_.ChatCompletionChunk,
     answers_.Completion, answers_.SpeechAudioDelta, answers_.SpeechAudioDone,
     answers_.SpeechStreamError, answers_.TranscriptTextDelta, answers_.TranscriptTextDone,
-    *STREAM_EVENTS, ErrorResponse, *MESSAGE_EVENTS)
+    *STREAM_EVENTS, ErrorResponse, *MESSAGE_EVENTS, *DIALOGUE_EVENTS,
+    images_.DescribeImageRequest, images_.DescribeBatchRequest)
 
 # Multipart forms FastAPI cannot see (parsed by hand): component name -> schema maker.
 FORMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "CreateTranscriptionRequest": partial(form_schema, "transcribe"),
     "CreateTranslationRequest": partial(form_schema, "translate"),
+    "SpeechToTextRequest": alias_form_schema,
+    "DialogueRequest": dialogue_.form_schema,
+    "DescribeImageForm": lambda _: images_.form_schema(batch=False),
+    "DescribeBatchForm": lambda _: images_.form_schema(batch=True),
 }
 
 

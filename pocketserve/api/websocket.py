@@ -58,6 +58,32 @@ async def accept(websocket: WebSocket, supported: Sequence[str] = ()) -> str | N
     return subprotocol
 
 
+class WebSocketTransport:
+    """A session's view of an accepted WebSocket: messages in (None once the client has
+    gone), text and binary out, close."""
+
+    def __init__(self, websocket: WebSocket):
+        self.websocket = websocket
+
+    async def receive(self) -> str | bytes | None:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        return text if text is not None else bytes(message.get("bytes") or b"")
+
+    async def send_text(self, text: str) -> None:
+        await self.websocket.send_text(text)
+
+    send = send_text
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.websocket.send_bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.websocket.close(code, reason)
+
+
 async def refuse(scope: Scope, send: Send, exc: PocketserveError, reason: str) -> None:
     """Refuse a handshake from middleware, before accept: an HTTP denial with OpenAI's error
     body where the server supports it (uvicorn does), else a close with the nearest code.

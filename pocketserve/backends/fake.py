@@ -10,6 +10,10 @@ weights (`source: "none:"`). Its options make the serving layer's hard cases hap
   hard (`os._exit`) right after the first token, as a crash in native code would.
 - `hold_mb`: memory the loaded "model" really occupies, so the memory budget has something to
   measure; `context_length`, `max_sequences`: what `info()` reports.
+- `vision: true`: it "sees" (`catalog.sees`): for each image of the conversation it appends to
+  its echo one line of what arrived (format, declared size, byte count, the first 16 hex digits
+  of the SHA-256), so tests can prove the bytes reached the engine intact. Without it, an
+  image is refused, as a backend that cannot see must.
 
 Generation is deterministic (sampling parameters other than `max_tokens`, `n`, `stop` and
 `logprobs` change nothing); what it cannot honour (tools, JSON mode) it refuses by name.
@@ -17,6 +21,7 @@ Generation is deterministic (sampling parameters other than `max_tokens`, `n`, `
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -31,10 +36,12 @@ from pocketserve.config import ModelSpec
 from pocketserve.engines.base import Call, Emit, Served, serve
 from pocketserve.engines.chat import ChatEngine, OnEvent
 from pocketserve.errors import InvalidRequest
+from pocketserve.images.decode import inspect
 from pocketserve.ops.chat import (
     ChatRequest,
     CompletionRequest,
     FinishReason,
+    ImagePart,
     SamplingParams,
     TextDelta,
     TokenizeRequest,
@@ -59,6 +66,7 @@ class FakeOptions:
     context_length: int = 4096
     max_sequences: int = 8
     threads: int = 1  # read by the registry for every backend; nothing to thread here
+    vision: bool = False
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> FakeOptions:
@@ -110,9 +118,14 @@ class FakeTextBackend:
     def chat(self, req: ChatRequest, on_event: OnEvent, cancelled: threading.Event) -> None:
         if req.tools:
             raise InvalidRequest("The fake model does not call tools.", param="tools")
+        images = [p for m in req.messages if not isinstance(m.content, str)
+                  for p in m.content if isinstance(p, ImagePart)]
+        if images and not self.options.vision:
+            raise InvalidRequest("The fake model cannot see images.", param="messages")
         users = [m.text() for m in req.messages if m.role == "user"]
         texts = [m.text() for m in req.messages]
-        self._reply(users[-1] if users else "", texts, req.sampling, on_event, cancelled)
+        said = " ".join([users[-1] if users else "", *map(_seen, enumerate(images, 1))])
+        self._reply(said.strip(), texts, req.sampling, on_event, cancelled)
 
     def complete(self, req: CompletionRequest, on_event: OnEvent,
                  cancelled: threading.Event) -> None:
@@ -170,6 +183,15 @@ class FakeTextBackend:
                 on_event(TextDelta(index, "", finish_reason=finish))
         prompt_tokens = sum(len(_PIECE.findall(t)) for t in prompt_texts)
         on_event(Usage(prompt_tokens, len(pieces) * s.n))
+
+
+def _seen(numbered: tuple[int, ImagePart]) -> str:
+    """What the fake "sees" of one image: exactly the bytes it was given."""
+    number, image = numbered
+    info = inspect(image.data)
+    digest = hashlib.sha256(image.data).hexdigest()[:16]
+    return (f"image{number}: {image.media_type} {info.width}x{info.height} "
+            f"{len(image.data)}B sha256:{digest} detail:{image.detail}")
 
 
 def _plan(pieces: list[str], max_tokens: int | None,

@@ -48,6 +48,10 @@ class Inputs:
                 return
             yield item
 
+    def waiting(self) -> bool:
+        """Whether more frames have already arrived (the handler is behind the client)."""
+        return not self._queue.empty()
+
     def get(self, timeout: float | None = None) -> Any:
         """The next frame, or None once the input ended; queue.Empty after `timeout`."""
         item = self._queue.get(timeout=timeout)

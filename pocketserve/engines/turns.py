@@ -82,9 +82,17 @@ class TurnDetector:
         moments means no speech came between them."""
         return self._voiced
 
-    def audio_so_far(self) -> Samples:
-        """The turn in progress, prefix included (empty when none is)."""
-        return self._np.concatenate(self._speech) if self._speech else self._pending[:0]
+    @property
+    def start_ms(self) -> int:
+        """Where the utterance going on (or the last one) started."""
+        return self._start_ms
+
+    def heard(self) -> Samples | None:
+        """The utterance going on so far (None between utterances): what a partial hears."""
+        return None if self._speech is None else self._np.concatenate(self._speech)
+
+    def heard_samples(self) -> int:
+        return 0 if self._speech is None else len(self._speech) * WINDOW
 
     def feed(self, samples: Samples) -> list[Turn]:
         """More audio; the turns it completed or began, in order."""

@@ -88,6 +88,7 @@ class ListenRequest(msgspec.Struct, kw_only=True):
     `SpeechStopped`) and transcribed as one `Segment` when it stops; the end of the input
     closes an utterance still going on. Without it, everything sent is transcribed as one
     `Segment` when the input ends (a manual commit). A cancel ends it without a segment.
+    With `partial_interval_ms`, `Partial` events report the speech going on as it grows.
     """
 
     sample_rate: int = 16_000
@@ -97,6 +98,9 @@ class ListenRequest(msgspec.Struct, kw_only=True):
     # The longest audio held for one transcript: a turn that goes on longer is cut there (and
     # the next one starts); without turn detection, more uncommitted audio is refused.
     max_seconds: float = 300.0
+    # Partial transcripts of the speech going on: at most one per this much new audio (one per
+    # three times as much while the worker is behind the frames). None: no partials.
+    partial_interval_ms: int | None = None
 
 
 class AudioFrame(msgspec.Struct):
@@ -111,7 +115,8 @@ class SpeechStopped(msgspec.Struct, tag="speech_stopped"):
     audio_end_ms: int  # where the silence that ended it was long enough
 
 
-ListenEvent = Partial | Segment | SpeechStarted | SpeechStopped
+# Each final Segment of LISTEN comes right after a TranscriptInfo with the language heard.
+ListenEvent = Partial | Segment | SpeechStarted | SpeechStopped | TranscriptInfo
 
 TRANSCRIBE: Op[TranscriptionRequest, TranscriptEvent] = Op(
     "transcribe", TranscriptionRequest, TranscriptEvent)

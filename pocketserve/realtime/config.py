@@ -23,10 +23,9 @@ from pocketserve.ops.transcription import TurnDetection
 from pocketserve.realtime.errors import ClientError
 from pocketserve.realtime.errors import field as get
 from pocketserve.realtime.tools import parse_choice, parse_tools, wire_choice, wire_tools
+from pocketserve.voice.reply import DEFAULT_INSTRUCTIONS
 
 PCM = {"type": "audio/pcm", "rate": 24_000}
-DEFAULT_INSTRUCTIONS = ("You are a helpful, friendly voice assistant. Answer in one or two "
-                        "short sentences.")
 MAX_OUTPUT_TOKENS = 4096
 
 

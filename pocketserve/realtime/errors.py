@@ -3,6 +3,7 @@ goes on (OpenAI's behaviour: one bad event never ends a session)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -35,3 +36,15 @@ def field(data: Any, name: str, kind: type | tuple[type, ...], where: str,
         raise ClientError(f"Invalid type for '{param}': expected {names}.",
                           code="invalid_type", param=param)
     return value
+
+
+def parse_event(message: str) -> dict[str, Any]:
+    """A client's text message as an event: a JSON object with a string `type`."""
+    try:
+        event = json.loads(message)
+    except ValueError:
+        raise ClientError("The message is not valid JSON.", code="invalid_json") from None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise ClientError("An event must be a JSON object with a string 'type'.",
+                          code="missing_required_parameter", param="type")
+    return event

@@ -16,47 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from pocketserve.engines.sentences import last_sentence_end
-from pocketserve.errors import InvalidRequest, PocketserveError
-from pocketserve.ops.chat import (
-    CHAT,
-    ChatRequest,
-    SamplingParams,
-    TextDelta,
-    Tool,
-    ToolCallDelta,
-    ToolChoice,
-)
+from pocketserve.errors import PocketserveError
+from pocketserve.ops.chat import ChatRequest, SamplingParams, Tool, ToolCallDelta, ToolChoice
 from pocketserve.ops.common import Usage
-from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechRequest
-from pocketserve.ops.wire import Op
 from pocketserve.realtime.conversation import CALL, Conversation, Item, new_id
-from pocketserve.serving.worker import OpStream
+from pocketserve.voice.reply import Models, Speaking, SpokenReply
 
-Req = TypeVar("Req")
-Ev = TypeVar("Ev")
+__all__ = ["Models", "ResponseParams", "ResponseRun", "Send", "error_event"]
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-# Before the first audio, a clause is enough once it is this long: the first words then leave
-# before a long first sentence is complete.
-_CLAUSE = re.compile(r"[,;:](?=\s)")
-FIRST_CLAUSE_CHARS = 40
-PCM_RATE = 24_000
-
-
-class Models(Protocol):
-    """What a session needs of the registry."""
-
-    def stream(self, name: str, op: Op[Req, Ev], request: Req) -> AsyncIterator[Ev]: ...
-
-    def open(self, name: str, op: Op[Req, Ev],
-             request: Req) -> AbstractAsyncContextManager[OpStream[Ev]]: ...
 
 
 @dataclass
@@ -189,61 +161,29 @@ class ResponseRun:
         await self._item_done(call)
 
     async def _generate(self, request: ChatRequest) -> None:
+        """The shared spoken-reply pipeline (voice/reply.py), sent as realtime events."""
         delta_type = ("response.output_audio_transcript.delta" if self.params.audio
                       else "response.output_text.delta")
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        speaker = asyncio.create_task(self._speak(sentences)) if self.params.audio else None
-        unsaid = ""
-        try:
-            async for event in self.models.stream(self.params.chat_model, CHAT, request):
-                if isinstance(event, Usage):
-                    self._usage = event
-                elif isinstance(event, ToolCallDelta) and event.index == 0:
-                    await self._call_delta(event)
-                elif isinstance(event, TextDelta) and event.index == 0 and event.text:
-                    if not self._item_sent:
-                        await self._open_item()
-                    self.item.text = (self.item.text or "") + event.text
-                    await self.send({**self._where(), "type": delta_type,
-                                     "delta": event.text})
-                    unsaid += event.text
-                    first = unsaid == (self.item.text or "")  # nothing handed over yet
-                    if speaker is not None and (cut := _last_end(unsaid, first)):
-                        sentences.put_nowait(unsaid[:cut])
-                        unsaid = unsaid[cut:]
-            if speaker is not None:
-                sentences.put_nowait(unsaid)
-                sentences.put_nowait(None)
-                await speaker
-        finally:
-            if speaker is not None and not speaker.done():
-                speaker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await speaker
 
-    async def _speak(self, sentences: asyncio.Queue[str | None]) -> None:
-        while (text := await sentences.get()) is not None:
-            said: list[Any] = [text, 0.0, False]
-            self.item.spoken.append(said)
-            if not text.strip():
-                said[2] = True
-                continue
-            request = SpeechRequest(input=text.strip(), voice=self.params.voice,
-                                    response_format="pcm", speed=self.params.speed)
-            try:
-                async for event in self.models.stream(self.params.speech_model, SPEECH,
-                                                      request):
-                    if isinstance(event, Audio) and event.audio:
-                        said[1] += len(event.audio) / 2 / PCM_RATE * 1000
-                        await self.send({**self._where(), "type": "response.output_audio.delta",
-                                         "delta": base64.b64encode(event.audio).decode()})
-                    elif isinstance(event, SpeechDone):
-                        self._audio_tokens += event.usage.output_tokens
-                        said[2] = True
-            except InvalidRequest as exc:
-                if exc.param != "input":  # text with nothing to say ("..."): skip it
-                    raise
-                said[2] = True
+        async def text(delta: str) -> None:
+            if not self._item_sent:  # with tools, the message opens with its first text
+                await self._open_item()
+            self.item.text = (self.item.text or "") + delta
+            await self.send({**self._where(), "type": delta_type, "delta": delta})
+
+        async def audio(pcm: bytes) -> None:
+            await self.send({**self._where(), "type": "response.output_audio.delta",
+                             "delta": base64.b64encode(pcm).decode()})
+
+        reply = SpokenReply(self.models, text, audio, on_call=self._call_delta,
+                            spoken=self.item.spoken)
+        speaking = (Speaking(self.params.speech_model, self.params.voice, self.params.speed)
+                    if self.params.audio else None)
+        try:
+            await reply.run(self.params.chat_model, request, speaking)
+        finally:
+            self._usage = reply.usage
+            self._audio_tokens = reply.audio_tokens
 
     def _where(self) -> dict[str, Any]:
         return {"response_id": self.id, "item_id": self.item.id,
@@ -287,17 +227,6 @@ class ResponseRun:
                                  "voice": self.params.voice}},
             "usage": usage, "metadata": None,
         }
-
-
-def _last_end(text: str, first: bool = False) -> int:
-    """Where the last complete sentence of `text` ends (0: none yet); for the `first` words
-    of an answer, a long enough clause will do."""
-    end = last_sentence_end(text)
-    if not end and first:
-        for match in _CLAUSE.finditer(text):
-            if match.end() >= FIRST_CLAUSE_CHARS:
-                return match.end()
-    return end
 
 
 def error_event(message: str, kind: str = "invalid_request_error", code: str | None = None,

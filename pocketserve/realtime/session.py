@@ -19,7 +19,7 @@ from pocketserve.errors import PocketserveError
 from pocketserve.realtime.audio_input import AudioInput
 from pocketserve.realtime.config import SessionConfig, max_tokens
 from pocketserve.realtime.conversation import Conversation, Item, client_item, new_id, pcm16
-from pocketserve.realtime.errors import ClientError
+from pocketserve.realtime.errors import ClientError, parse_event
 from pocketserve.realtime.errors import field as get
 from pocketserve.realtime.response import Models, ResponseParams, ResponseRun, error_event
 from pocketserve.realtime.tools import check_choice, parse_choice, parse_tools
@@ -303,11 +303,4 @@ def _parse(message: str | bytes) -> dict[str, Any]:
     if isinstance(message, bytes):
         raise ClientError("Binary messages are not supported; send JSON text events.",
                           code="invalid_message")
-    try:
-        event = json.loads(message)
-    except ValueError:
-        raise ClientError("The message is not valid JSON.", code="invalid_json") from None
-    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        raise ClientError("An event must be a JSON object with a string 'type'.",
-                          code="missing_required_parameter", param="type")
-    return event
+    return parse_event(message)

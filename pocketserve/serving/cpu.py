@@ -43,6 +43,8 @@ DEFAULT_PRIORITY: dict[str, Priority] = {
 
 # Backends whose threads synchronise on spin barriers, so they need all theirs at once.
 GANG_BACKENDS = frozenset({"llamacpp"})
+# Backends whose work runs elsewhere (another server): never paused, never counted as busy.
+OFF_CPU_BACKENDS = frozenset({"remote"})
 
 
 def machine_cores() -> int:

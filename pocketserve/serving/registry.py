@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,13 +28,16 @@ from pocketserve.errors import (
 from pocketserve.ops.wire import Op, WorkerStats
 from pocketserve.serving.admission import Admission
 from pocketserve.serving.context import current_request
-from pocketserve.serving.cpu import CpuPlan
+from pocketserve.serving.cpu import OFF_CPU_BACKENDS, CpuPlan
 from pocketserve.serving.cpu_scheduler import CpuScheduler, Member
 from pocketserve.serving.lifecycle import MB, ServedModel, expired
 from pocketserve.serving.loader import Loader
 from pocketserve.serving.metrics import Metrics, WorkerSnapshot
 from pocketserve.serving.usage import check_input, observe_event
 from pocketserve.serving.worker import OpStream, WorkerOptions, WorkerProcess
+
+WorkerFactory = Callable[[ModelSpec, WorkerOptions], Any]
+"""Builds a model's worker (anything shaped as WorkerProcess); default: WorkerProcess."""
 
 Req = TypeVar("Req")
 Ev = TypeVar("Ev")
@@ -67,8 +70,11 @@ class ModelStatus:
 class ModelRegistry:
     """Owns one ServedModel (worker + admission line) per model; the API talks only to this."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, metrics: Metrics | None = None):
+    def __init__(self, settings: Settings, catalog: Catalog, metrics: Metrics | None = None,
+                 worker_factory: WorkerFactory | None = None):
         self.settings = settings
+        # Another home for the models (Ray Serve): no local process, so no CPU scheduling.
+        self.worker_factory = worker_factory
         self.metrics = metrics or Metrics()
         self.started_at = int(time.time())
         self.draining = False
@@ -101,9 +107,11 @@ class ModelRegistry:
         self.metrics.queue_depth.labels(spec.id).set_function(lambda: admission.queued)
         self.metrics.in_flight.labels(spec.id).set_function(lambda: admission.in_flight)
         return ServedModel(
-            spec=spec, policy=policy, worker=WorkerProcess(spec, options), admission=admission,
+            spec=spec, policy=policy, admission=admission,
+            worker=(self.worker_factory or WorkerProcess)(spec, options),
             ttl_s=policy.ttl_s or s.idle_ttl_s,
-            preload=s.preload if policy.preload is None else policy.preload, cpu=share)
+            preload=s.preload if policy.preload is None else policy.preload,
+            cpu=None if spec.backend in OFF_CPU_BACKENDS or self.worker_factory else share)
 
     def _cpu_members(self) -> list[Member]:
         return [m for m in (s.cpu_member() for s in self._models.values()) if m is not None]

@@ -18,9 +18,23 @@ from typing import Any
 
 import httpx
 
+from pocketserve.config import Settings
+from tests.conftest import RunningServer, start_server
 from tests.stt_helpers import espeak
 
 EXAMPLES_FILE = Path(__file__).parents[2] / "pocketserve" / "api" / "openapi_examples.json"
+
+# No vision model ships in a package, so the server the examples run on serves, beside the
+# default models, the fake engine that sees (backends/fake.py): /v1/images/describe needs one.
+VISION_FAKE = {"id": "fake-vision", "capability": "chat", "backend": "fake", "source": "none:",
+               "description": "A test double that sees: it answers with what it received of "
+               "each image (type, size, bytes, SHA-256).", "options": {"vision": True}}
+
+
+def start_example_server() -> RunningServer:
+    """The models a plain `pocketserve serve` serves, and VISION_FAKE."""
+    models = [*Settings().models, str(VISION_FAKE["id"])]
+    return start_server(models, env={"POCKETSERVE_EXTRA_MODELS": json.dumps([VISION_FAKE])})
 
 # The audio the form examples name: what is said in it, and espeak-ng's voice for it.
 SPOKEN = {"fox.wav": ("The quick brown fox jumps over the lazy dog.", "en-us"),
@@ -78,9 +92,11 @@ def _operation_examples(method: str, path: str, operation: dict[str, Any],
             for kind, example in bodies]
 
 
-# Routes that read a stored response name the one the last example of POST /v1/responses made
-# (their paths come after it in the document; DELETE comes last).
-EARLIER = {"response_id": "POST /v1/responses"}
+# Routes that read a stored response (or dialogue session) name the one the last example of
+# its POST made (their paths come after it in the document; DELETE comes last): path
+# parameter -> (the example that made it, the answer's key that holds it).
+EARLIER = {"response_id": ("POST /v1/responses", "id"),
+           "session_id": ("POST /v1/dialogue", "session_id")}
 
 
 def send(base_url: str, example: Example, audio_dir: Path,
@@ -103,9 +119,9 @@ def send(base_url: str, example: Example, audio_dir: Path,
 
 def remember(example: Example, reply: httpx.Response, earlier: dict[str, str]) -> None:
     """Keep the id of a JSON answer that later examples' paths name (see EARLIER)."""
-    for name, key in EARLIER.items():
+    for name, (key, field_name) in EARLIER.items():
         if example.key == key and media_type(reply) == "application/json":
-            earlier[name] = reply.json()["id"]
+            earlier[name] = reply.json()[field_name]
 
 
 def _audio(name: str, audio_dir: Path) -> Path:
@@ -124,13 +140,23 @@ def recorded(reply: httpx.Response) -> Any:
     """The answer as the examples file keeps it (JSON parsed, text as is, audio shortened)."""
     kind = media_type(reply)
     if kind == "application/json":
-        return reply.json()
+        return _short_audio(reply.json())
     if kind == "text/event-stream":
         return re.sub(f'("audio":")([A-Za-z0-9+/=]{{{_SHORT_AUDIO}}})[A-Za-z0-9+/=]*"',
                       r'\1\2"', reply.text)
     if kind == "text/plain" and reply.text.startswith("# HELP"):
         return _metrics_excerpt(reply.text)
     return reply.text
+
+
+def _short_audio(value: Any) -> Any:
+    """JSON with base64 `audio` (dialogue, text-to-speech) cut as streams' audio is."""
+    if isinstance(value, dict):
+        return {k: v[:_SHORT_AUDIO] if k == "audio" and isinstance(v, str) else _short_audio(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_short_audio(v) for v in value]
+    return value
 
 
 def _metrics_excerpt(text: str) -> str:
@@ -202,7 +228,8 @@ def record(base_url: str) -> dict[str, dict[str, dict[str, Any]]]:
 def _summary(example: Example) -> str:
     body = example.json or example.form or {}
     if body.get("stream") or body.get("stream_format") == "sse":
-        return "streamed" + (" (audio shortened)" if "speech" in example.path else "")
+        audio = any(name in example.path for name in ("speech", "dialogue"))
+        return "streamed" + (" (audio shortened)" if audio else "")
     for key in ("response_format", "encoding_format"):
         if key in body:
             return f"{key}={body[key]}"
@@ -210,9 +237,9 @@ def _summary(example: Example) -> str:
 
 
 def main() -> None:
-    from tests.conftest import start_server, stop_server
+    from tests.conftest import stop_server
 
-    server = start_server([])
+    server = start_example_server()
     try:
         EXAMPLES_FILE.write_text(json.dumps(record(server.base_url), indent=1,
                                             ensure_ascii=False) + "\n")

@@ -96,3 +96,19 @@ def test_deadline_and_crash_answer_in_openai_envelope(tmp_path: Path) -> None:
             assert crashed.value.body["code"] == "model_not_ready"  # type: ignore[index]
 
     asyncio.run(body())
+
+
+def test_health_and_its_aliases_say_503_naming_a_failed_model(tmp_path: Path) -> None:
+    """Probes written for other designs (/healthz, /ping) see what /health sees, with no key."""
+    config = settings(tmp_path, fake("f"), fake("broken", fail_load=True), api_keys=["sk-x"])
+
+    async def body() -> None:
+        async with _client(config) as (_, http):
+            answers = [await http.get(path) for path in ("/health", "/healthz", "/ping")]
+            for reply in answers:
+                assert reply.status_code == 503, reply.request.url
+                assert reply.json() == {"status": "unavailable", "not_ready": ["broken"],
+                                        "models": {"f": "ready", "broken": "failed"}}
+            assert (await http.get("/v1/models")).status_code == 401
+
+    asyncio.run(body())

@@ -38,6 +38,15 @@ def test_key_as_bearer_or_header_and_open_paths(client: TestClient) -> None:
     assert client.get("/admin/models").status_code == 401
 
 
+def test_health_aliases_answer_as_health_without_a_key(client: TestClient) -> None:
+    health = client.get("/health")
+    for alias in ("/healthz", "/ping"):
+        reply = client.get(alias)
+        assert reply.status_code == 200, alias
+        assert reply.json() == health.json() == {"status": "ok", "models": {}, "not_ready": []}
+    assert client.get("/healthy").status_code == 401  # only the exact paths are open
+
+
 def test_request_id_echoed_on_errors(client: TestClient) -> None:
     headers = {"X-API-Key": "sk-test", "X-Request-ID": "trace-123"}
     missing = client.post("/v1/chat/completions", headers=headers,

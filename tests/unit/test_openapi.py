@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
 from pocketserve.api.app import create_app
+from pocketserve.api.protocol import dialogue
 from pocketserve.api.protocol.transcription import FORM_EXAMPLES, TranscriptionForm
 from pocketserve.api.routes import (
     admin,
@@ -24,6 +25,7 @@ from pocketserve.api.routes import (
     responses,
     speech,
     transcription,
+    voice_aliases,
 )
 from pocketserve.config import Settings
 from tests.e2e.openapi_examples import events
@@ -57,8 +59,8 @@ def test_every_error_is_the_envelope_and_none_is_422(name: str, operation: dict[
         assert "413" in errors
     envelope = ANTHROPIC_ENVELOPE if name.startswith("POST /v1/messages") else ENVELOPE
     for code, response in errors.items():
-        if name == "GET /health" and code == "503":
-            continue  # /health answers its own body while not ready
+        if name in ("GET /health", "GET /healthz", "GET /ping") and code == "503":
+            continue  # /health and its aliases answer their own body while not ready
         assert response["content"]["application/json"]["schema"] == envelope, code
 
 
@@ -103,7 +105,7 @@ def test_audio_forms_list_what_the_parser_reads() -> None:
 def _request_models() -> dict[str, type[BaseModel]]:
     found = {}
     for module in (admin, embeddings, models, rerank, speech, chat, transcription, responses,
-                   messages):
+                   messages, voice_aliases):
         for route in module.router.routes:
             assert isinstance(route, APIRoute)
             field = route.body_field
@@ -131,6 +133,19 @@ def test_form_examples_parse_as_the_form() -> None:
             assert example["file"], task
 
 
+def test_dialogue_form_lists_what_the_parser_reads_and_its_examples_parse() -> None:
+    form = DOC["components"]["schemas"]["DialogueRequest"]
+    assert form["required"] == ["file"]
+    assert set(form["properties"]) == {"file", *dialogue.DialogueForm.model_fields}
+    assert "null" not in json.dumps(form["properties"])
+    for example in form["examples"]:
+        dialogue.DialogueForm.model_validate({k: v for k, v in example.items() if k != "file"})
+        _validator(form).validate(example)
+    alias = DOC["components"]["schemas"]["SpeechToTextRequest"]
+    assert alias["required"] == ["file"]
+    assert set(alias["properties"]) == {"file", *TranscriptionForm.model_fields}
+
+
 @pytest.mark.parametrize(("name", "operation"), OPERATIONS, ids=[n for n, _ in OPERATIONS])
 def test_every_answer_example_fits_its_schema(name: str, operation: dict[str, Any]) -> None:
     content = operation["responses"]["200"]["content"]
@@ -154,8 +169,9 @@ def test_keys_and_rate_limits_appear_where_they_apply() -> None:
     assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
     chat = document["paths"]["/v1/chat/completions"]["post"]
     assert {"401", "429"} <= set(chat["responses"]) and chat["security"]
-    health = document["paths"]["/health"]["get"]
-    assert "401" not in health["responses"] and "security" not in health
+    for path in ("/health", "/healthz", "/ping"):
+        health = document["paths"][path]["get"]
+        assert "401" not in health["responses"] and "security" not in health
     assert "401" not in DOC["paths"]["/v1/models"]["get"]["responses"]  # no keys: no 401
 
 

@@ -23,6 +23,7 @@ from pocketserve.ops.transcription import (
     Segment,
     SpeechStarted,
     SpeechStopped,
+    TranscriptInfo,
     TurnDetection,
 )
 from pocketserve.ops.wire import encode
@@ -168,21 +169,22 @@ def test_listen_with_server_vad_transcribes_each_utterance(
     events = _listen(tiny, {"sample_rate": 24_000, "turn_detection": {}}, _pcm24k(audio),
                      frame_bytes=4800)  # 100 ms frames
     kinds = [type(e) for e in events]
-    assert kinds == [SpeechStarted, SpeechStopped, Segment] * 2
+    assert kinds == [SpeechStarted, SpeechStopped, TranscriptInfo, Segment] * 2
     segments = [e for e in events if isinstance(e, Segment)]
     assert wer(first, segments[0].text) <= 0.35, segments[0].text
     assert wer(second, segments[1].text) <= 0.35, segments[1].text
-    assert events[0].audio_start_ms < events[1].audio_end_ms < events[3].audio_start_ms
-    assert segments[1].start == pytest.approx(events[3].audio_start_ms / 1000)
+    assert events[0].audio_start_ms < events[1].audio_end_ms < events[4].audio_start_ms
+    assert segments[1].start == pytest.approx(events[4].audio_start_ms / 1000)
+    assert events[2].language == "en"
 
 
 def test_listen_without_turn_detection_transcribes_at_the_end(
         tiny: Any, speech: tuple[Audio, str, str], tmp_path: Path) -> None:
     audio, first, second = speech
     events = _listen(tiny, {"sample_rate": 24_000}, _pcm24k(audio), frame_bytes=9600)
-    assert [type(e) for e in events] == [Segment]
-    assert wer(f"{first} {second}", events[0].text) <= 0.35, events[0].text
-    assert events[0].end == pytest.approx(len(audio) / RATE, abs=0.05)
+    assert [type(e) for e in events] == [TranscriptInfo, Segment]
+    assert wer(f"{first} {second}", events[1].text) <= 0.35, events[1].text
+    assert events[1].end == pytest.approx(len(audio) / RATE, abs=0.05)
 
 
 class _CountingBackend:
@@ -238,8 +240,9 @@ def test_the_turn_is_transcribed_in_its_silence_before_the_turn_ends() -> None:
     backend = _CountingBackend()
     audio = np.concatenate([_silence(0.2), _tone(1.0), _silence(1.0)])
     events = _listen_16k(backend, audio)
-    assert [type(e) for e in events] == [SpeechStarted, SpeechStopped, Segment]
-    stopped, segment = events[1], events[2]
+    assert [type(e) for e in events] == [SpeechStarted, SpeechStopped, TranscriptInfo, Segment]
+    stopped, info, segment = events[1:]
+    assert info.duration == pytest.approx(segment.end - segment.start)
     assert len(backend.calls) == 1  # the guess was the transcript: no second pass
     # It ran ~200 ms into the silence (frames of 100 ms), well before the turn stopped.
     assert 1.2 + 0.2 <= backend.calls[0] / RATE <= 1.2 + 0.3 < stopped.audio_end_ms / 1000
@@ -254,9 +257,9 @@ def test_speech_after_the_guess_is_transcribed_again_whole() -> None:
     audio = np.concatenate([_silence(0.2), _tone(0.6), _silence(0.35), _tone(0.6),
                             _silence(1.0)])
     events = _listen_16k(backend, audio)
-    assert [type(e) for e in events] == [SpeechStarted, SpeechStopped, Segment]
+    assert [type(e) for e in events] == [SpeechStarted, SpeechStopped, TranscriptInfo, Segment]
     # A guess in each pause: the first was wasted, the second was the turn's transcript.
     assert len(backend.calls) == 2 and backend.calls[0] < 1.3 * RATE < backend.calls[1]
-    segment = events[2]
+    segment = events[3]
     heard = int(segment.text.split()[1])
     assert heard > (0.6 + 0.35 + 0.6) * RATE  # both tones in the transcript's audio

@@ -203,8 +203,12 @@ class ModelObject(Answer):
     dimensions: int | None = None
     scoring: str | None = None
     weights_file: str | None = None
+    input_modalities: list[Literal["text", "image", "audio"]] = Field(
+        description="What the model reads: `image` when requests may carry images.")
     tools: bool | None = Field(default=None, description="Chat models: whether requests with "
                                "`tools` (function calling) are taken.")
+    vision: bool | None = Field(default=None, description="Chat models: whether requests "
+                                "with images are taken (as `image` in input_modalities).")
 
 
 class ModelList(Answer):

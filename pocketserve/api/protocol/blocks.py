@@ -4,8 +4,8 @@ One permissive `InputBlock` model holds every block type's fields; `conversation
 block for its role and turns it into the engine's shapes: text joins the message's text,
 `tool_use` becomes an assistant's tool call (its `input` as JSON arguments), each `tool_result`
 a `tool` message answering its call, and earlier `thinking` is left out of the prompt (as
-Anthropic leaves out the thinking of earlier turns). Images and documents get the refusal chat
-gives for a model that cannot read them.
+Anthropic leaves out the thinking of earlier turns). A user's `image` blocks (base64 or URL
+sources) become image parts; documents, and images inside tool results, are refused by name.
 """
 
 from __future__ import annotations
@@ -16,21 +16,32 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from pocketserve.api.protocol.chat import refused_part
+from pocketserve.api.protocol.chat import check_image_role, joined, refused_part
 from pocketserve.api.protocol.common import Request
 from pocketserve.errors import InvalidRequest
-from pocketserve.ops.chat import ChatMessage, ToolCall
+from pocketserve.images.inputs import ImageInputs
+from pocketserve.ops.chat import ChatMessage, ImagePart, Part, TextPart, ToolCall
 
 if TYPE_CHECKING:
     from pocketserve.api.protocol.messages import InputMessage
 
-_MEDIA = ("image", "document", "search_result", "container_upload")
+_MEDIA = ("document", "search_result", "container_upload")
 _SKIPPED = ("thinking", "redacted_thinking")
 
 
 class CacheControl(Request):
     type: Literal["ephemeral"]
     ttl: Literal["5m", "1h"] | None = None
+
+
+class ImageSource(Request):
+    """An image block's source: `base64` (`data`; the format is sniffed from the bytes, so
+    `media_type` is only a label) or `url`. Other types (`file`) are refused."""
+
+    type: str
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
 
 
 class InputBlock(Request):
@@ -47,29 +58,35 @@ class InputBlock(Request):
     is_error: bool | None = None
     thinking: str | None = None
     signature: str | None = None
+    source: ImageSource | None = None
     cache_control: CacheControl | None = Field(default=None, description="Accepted as a hint.")
 
 
-def conversation(messages: Sequence[InputMessage]) -> list[ChatMessage]:
+def conversation(messages: Sequence[InputMessage],
+                 images: ImageInputs | None = None) -> list[ChatMessage]:
+    """The messages for the engine; image blocks go to `images` (refused when it is None)."""
     out: list[ChatMessage] = []
     for i, message in enumerate(messages):
-        out += _converted(i, message.role, message.content)
+        out += _converted(i, message.role, message.content, images)
     return out
 
 
-def _converted(i: int, role: str, content: str | list[InputBlock]) -> list[ChatMessage]:
+def _converted(i: int, role: str, content: str | list[InputBlock],
+               images: ImageInputs | None) -> list[ChatMessage]:
     """One message as chat messages: a user turn's tool results come first, as `tool`
-    messages, then its text."""
+    messages, then its text and images."""
     if isinstance(content, str):
         return [ChatMessage(role=role, content=content)]
-    texts: list[str] = []
+    texts: list[Part] = []
     calls: list[ToolCall] = []
     results: list[ChatMessage] = []
     for j, block in enumerate(content):
         where = f"messages[{i}].content[{j}]"
         if block.type == "text":
-            texts.append(_required(block.text, f"{where}.text"))
-        elif block.type in _MEDIA:
+            texts.append(TextPart(_required(block.text, f"{where}.text")))
+        elif block.type == "image" and images is not None:
+            texts.append(_image(block, role, where, images))
+        elif block.type in (*_MEDIA, "image"):
             raise refused_part(block.type, where)
         elif block.type in _SKIPPED and role == "assistant":
             continue
@@ -84,10 +101,24 @@ def _converted(i: int, role: str, content: str | list[InputBlock]) -> list[ChatM
         else:
             raise InvalidRequest(f"A {role} message cannot hold a content block of type "
                                  f"{block.type!r} here.", param=f"{where}.type")
-    text = "\n".join(texts)
+    text = joined(texts, "\n")
     if role == "assistant" or text or not results:
         results.append(ChatMessage(role=role, content=text, tool_calls=calls))
     return results
+
+
+def _image(block: InputBlock, role: str, where: str, images: ImageInputs) -> ImagePart:
+    source = block.source
+    if source is None:
+        raise InvalidRequest(f"Missing required parameter: '{where}.source'.",
+                             param=f"{where}.source")
+    check_image_role(role, where)
+    if source.type == "base64":
+        return images.from_base64(_required(source.data, f"{where}.source.data"), "auto", where)
+    if source.type == "url":
+        return images.from_url(_required(source.url, f"{where}.source.url"), "auto", where)
+    raise InvalidRequest(f"Image sources of type {source.type!r} are not supported: send "
+                         "base64 or url.", param=f"{where}.source.type")
 
 
 def _result_text(block: InputBlock, where: str) -> str:

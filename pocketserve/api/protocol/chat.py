@@ -15,15 +15,33 @@ from pocketserve.api.protocol.common import (
     examples,
 )
 from pocketserve.errors import InvalidRequest
-from pocketserve.ops.chat import ChatMessage, ChatRequest, Tool, ToolCall, ToolChoice
+from pocketserve.images.inputs import ImageInputs
+from pocketserve.ops.chat import (
+    ChatMessage,
+    ChatRequest,
+    ImagePart,
+    Part,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
 
 # OpenAI's rule for function names.
 FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
+class ImageURL(Request):
+    url: str = Field(description="A base64 `data:` URL, or an http(s) URL where the server "
+                     "fetches images (image_fetch_enabled).")
+    detail: Literal["auto", "low", "high"] = "auto"
+
+
 class ContentPart(Request):
     type: str
     text: str | None = None
+    image_url: str | ImageURL | None = Field(
+        default=None, description="For `image_url` parts: `{url, detail}`, or the URL alone.")
 
 
 class FunctionCall(Request):
@@ -93,14 +111,17 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
 
-    def to_engine(self, *, split_reasoning: bool = True) -> ChatRequest:
+    def to_engine(self, *, split_reasoning: bool = True,
+                  images: ImageInputs | None = None) -> ChatRequest:
+        """The engine's request; its image parts are recorded in `images` (to be loaded by the
+        route), and refused when `images` is None."""
         if self.top_logprobs and not self.logprobs:
             raise InvalidRequest("top_logprobs needs logprobs set to true", param="top_logprobs")
         sampling = self.sampling(
             max_tokens=self.max_completion_tokens or self.max_tokens, logprobs=self.logprobs,
             top_logprobs=self.top_logprobs or 0, response_format=self.response_format,
         )
-        messages = [plain_message(i, m) for i, m in enumerate(self.messages)]
+        messages = [plain_message(i, m, images) for i, m in enumerate(self.messages)]
         tools = self.engine_tools()
         return ChatRequest(messages=messages, sampling=sampling, tools=tools,
                            tool_choice=self.engine_tool_choice(tools),
@@ -153,24 +174,62 @@ def forced_function(name: str, tools: list[Tool], param: str) -> ToolChoice:
     return name
 
 
-def plain_message(index: int, message: Message) -> ChatMessage:
-    """One message with its text parts joined (other part types are refused by name) and its
-    tool calls or the call it answers."""
+def plain_message(index: int, message: Message, images: ImageInputs | None = None) -> ChatMessage:
+    """One message with its text parts joined, its images (user messages only) recorded in
+    `images` (other part types are refused by name), and its tool calls or the call it
+    answers."""
     role = "system" if message.role == "developer" else message.role
     content: Any = message.content
     if isinstance(content, list):
-        texts = []
+        parts: list[Part] = []
         for j, part in enumerate(content):
-            if part.type != "text" or part.text is None:
-                raise refused_part(part.type, f"messages[{index}].content[{j}]")
-            texts.append(part.text)
-        content = "".join(texts)
+            where = f"messages[{index}].content[{j}]"
+            if part.type == "text" and part.text is not None:
+                parts.append(TextPart(part.text))
+            elif part.type == "image_url" and images is not None:
+                parts.append(_image(part, role, where, images))
+            else:
+                raise refused_part(part.type, where)
+        content = joined(parts)
     calls = [ToolCall(id=c.id or f"call_{index}_{j}", name=c.function.name,
                       arguments=c.function.arguments if isinstance(c.function.arguments, str)
                       else json.dumps(c.function.arguments))
              for j, c in enumerate(message.tool_calls or ())]
     return ChatMessage(role=role, content=content or "", name=message.name, tool_calls=calls,
                        tool_call_id=message.tool_call_id)
+
+
+def _image(part: ContentPart, role: str, where: str, images: ImageInputs) -> ImagePart:
+    if part.image_url is None:
+        raise InvalidRequest(f"Missing required parameter: '{where}.image_url'.",
+                             param=f"{where}.image_url", code="missing")
+    check_image_role(role, where)
+    url = part.image_url
+    if isinstance(url, ImageURL):
+        return images.from_url(url.url, url.detail, where)
+    return images.from_url(url, "auto", where)
+
+
+def check_image_role(role: str, where: str) -> None:
+    """Images come from the user: chat templates place them only in user turns."""
+    if role != "user":
+        raise InvalidRequest(f"Images are taken only in user messages; {where} is in a "
+                             f"{role} message.", param=where)
+
+
+def joined(parts: list[Part], sep: str = "") -> str | list[Part]:
+    """Text parts as one string (`sep` between them) when there is no image; else the parts in
+    order, neighbouring texts joined."""
+    if not any(isinstance(p, ImagePart) for p in parts):
+        return sep.join(p.text for p in parts if isinstance(p, TextPart))
+    out: list[Part] = []
+    for part in parts:
+        last = out[-1] if out else None
+        if isinstance(part, TextPart) and isinstance(last, TextPart):
+            out[-1] = TextPart(last.text + sep + part.text)
+        else:
+            out.append(part)
+    return out
 
 
 def object_schema(schema: dict[str, Any] | None, field: str) -> dict[str, Any] | None:
@@ -184,6 +243,7 @@ def object_schema(schema: dict[str, Any] | None, field: str) -> dict[str, Any] |
 
 
 def refused_part(kind: str, param: str) -> InvalidRequest:
-    """The 400 for a content part the model cannot read (images, audio, files)."""
-    return InvalidRequest(f"content part of type {kind!r} is not supported by this model",
+    """The 400 for a content part the server cannot read here (audio, files; images where
+    they cannot go, e.g. inside a tool result)."""
+    return InvalidRequest(f"content part of type {kind!r} is not supported here",
                           param=param)

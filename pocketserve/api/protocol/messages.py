@@ -25,6 +25,7 @@ from pocketserve.api.protocol.chat import (
 )
 from pocketserve.api.protocol.common import Body, Request, checked_schema, examples
 from pocketserve.errors import InvalidRequest
+from pocketserve.images.inputs import ImageInputs
 from pocketserve.ops.chat import (
     MAX_NAMED_STOP_CHARS,
     ChatMessage,
@@ -124,11 +125,11 @@ class MessagesInput(Body):
         for param, why in self.unhonoured().items():
             raise InvalidRequest(why, param=param)
 
-    def conversation(self) -> list[ChatMessage]:
+    def conversation(self, images: ImageInputs | None = None) -> list[ChatMessage]:
         system = self.system if isinstance(self.system, str) else "\n".join(
             b.text for b in self.system or ())
         head = [ChatMessage(role="system", content=system)] if system else []
-        return head + conversation(self.messages)
+        return head + conversation(self.messages, images)
 
     def engine_tools(self) -> list[Tool]:
         functions = []
@@ -219,7 +220,8 @@ class MessagesRequest(MessagesInput):
             found["output_config.effort"] = "A local model has no effort levels."
         return found
 
-    def to_engine(self, *, split_reasoning: bool = True) -> ChatRequest:
+    def to_engine(self, *, split_reasoning: bool = True,
+                  images: ImageInputs | None = None) -> ChatRequest:
         self.refuse_unhonoured()
         tools = self.engine_tools()
         fmt = self.output_config.format if self.output_config is not None else None
@@ -228,7 +230,7 @@ class MessagesRequest(MessagesInput):
             top_k=self.top_k, stop=list(self.stop_sequences or ()),
             json_schema=fmt.schema_ if fmt is not None else None)
         single = self.tool_choice is not None and self.tool_choice.disable_parallel_tool_use
-        return ChatRequest(messages=self.conversation(), sampling=sampling, tools=tools,
+        return ChatRequest(messages=self.conversation(images), sampling=sampling, tools=tools,
                            tool_choice=self.engine_tool_choice(tools),
                            parallel_tool_calls=not single, split_reasoning=split_reasoning)
 

@@ -14,10 +14,12 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from pocketserve.api.protocol.chat import refused_part
+from pocketserve.api.protocol.chat import check_image_role, joined, refused_part
 from pocketserve.api.protocol.common import Request
 from pocketserve.errors import InvalidRequest
-from pocketserve.ops.chat import ChatMessage, ToolCall
+from pocketserve.images.inputs import ImageInputs
+from pocketserve.ops import chat as ops
+from pocketserve.ops.chat import ChatMessage, ImagePart, TextPart, ToolCall
 
 Status = Literal["in_progress", "completed", "incomplete"]
 
@@ -41,7 +43,8 @@ class Refusal(Request):
 
 
 class InputImage(Request):
-    """Documented so a client learns it is refused: the served models cannot see."""
+    """An image for a model that sees: `image_url` a base64 data: URL or an http(s) URL
+    (fetched where the server allows it). `file_id` is refused: there is no Files API."""
 
     type: Literal["input_image"]
     image_url: str | None = None
@@ -171,15 +174,18 @@ def _branch(part: Any) -> bool:
 # -- to the chat engine ---------------------------------------------------------------------
 
 
-def to_messages(items: list[Request], where: str = "input") -> list[ChatMessage]:
+def to_messages(items: list[Request], where: str = "input",
+                images: ImageInputs | None = None) -> list[ChatMessage]:
     """The items as chat messages: function calls join the assistant message before them,
-    outputs become `tool` messages, reasoning is left out."""
+    outputs become `tool` messages, reasoning is left out; images go to `images` (refused
+    when it is None)."""
     messages: list[ChatMessage] = []
     names: dict[str, str] = {}
     for i, item in enumerate(items):
         if isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
-            messages.append(ChatMessage(role=role, content=_text(item, f"{where}[{i}]")))
+            messages.append(ChatMessage(role=role,
+                                        content=_content(item, f"{where}[{i}]", images)))
         elif isinstance(item, FunctionCallItem):
             names[item.call_id] = item.name
             call = ToolCall(id=item.call_id, name=item.name, arguments=item.arguments)
@@ -195,18 +201,32 @@ def to_messages(items: list[Request], where: str = "input") -> list[ChatMessage]
     return messages
 
 
-def _text(item: MessageItem, where: str) -> str:
+def _content(item: MessageItem, where: str,
+             images: ImageInputs | None) -> str | list[ops.Part]:
     if isinstance(item.content, str):
         return item.content
-    texts = []
+    parts: list[ops.Part] = []
     for j, part in enumerate(item.content):
         if isinstance(part, InputText | OutputText):
-            texts.append(part.text)
+            parts.append(TextPart(part.text))
         elif isinstance(part, Refusal):
-            texts.append(part.refusal)
+            parts.append(TextPart(part.refusal))
+        elif isinstance(part, InputImage) and images is not None:
+            parts.append(_image(part, item.role, f"{where}.content[{j}]", images))
         else:
             raise refused_part(part.type, f"{where}.content[{j}]")
-    return "".join(texts)
+    return joined(parts)
+
+
+def _image(part: InputImage, role: str, where: str, images: ImageInputs) -> ImagePart:
+    if part.file_id is not None:
+        raise InvalidRequest(f"{where}.file_id cannot be read: this server has no Files API; "
+                             "send the image as image_url.", param=f"{where}.file_id")
+    if part.image_url is None:
+        raise InvalidRequest(f"Missing required parameter: '{where}.image_url'.",
+                             param=f"{where}.image_url", code="missing")
+    check_image_role(role, where)
+    return images.from_url(part.image_url, part.detail, where)
 
 
 def _output(item: FunctionCallOutputItem, where: str) -> str:

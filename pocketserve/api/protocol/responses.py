@@ -28,6 +28,7 @@ from pocketserve.api.protocol.common import (
 )
 from pocketserve.api.protocol.response_items import InputItem, parse_items, to_messages
 from pocketserve.errors import InvalidRequest
+from pocketserve.images.inputs import ImageInputs
 from pocketserve.ops.chat import ChatMessage, ChatRequest, Tool, ToolChoice
 
 BUILTIN_TOOLS = ("file_search", "web_search", "web_search_preview", "computer",
@@ -174,9 +175,10 @@ class CreateResponse(SamplingKnobs):
             raise InvalidRequest("Missing required parameter: 'input'.", param="input")
         return [*history, *parse_items(self.input if self.input is not None else [])]
 
-    def to_engine(self, items: list[Any], *, split_reasoning: bool = True) -> ChatRequest:
+    def to_engine(self, items: list[Any], *, split_reasoning: bool = True,
+                  images: ImageInputs | None = None) -> ChatRequest:
         refuse_unsupported(self)
-        messages = to_messages(items, where="input")
+        messages = to_messages(items, where="input", images=images)
         if self.instructions:  # not carried over from a previous response, as OpenAI's
             messages.insert(0, ChatMessage(role="system", content=self.instructions))
         if not messages:

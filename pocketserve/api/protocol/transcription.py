@@ -107,9 +107,23 @@ class TranscriptionForm(BaseModel):
             max_seconds=max_seconds)
 
 
-async def read_form(form: FormData, task: Task,
-                    max_bytes: int) -> tuple[TranscriptionForm, bytes]:
-    """The validated fields and the uploaded file's bytes, or a 400/413 naming the field."""
+async def read_form(form: FormData, task: Task, max_bytes: int,
+                    default_model: str | None = None) -> tuple[TranscriptionForm, bytes]:
+    """The validated fields and the uploaded file's bytes, or a 400/413 naming the field;
+    `default_model` stands in for a missing `model` (the short /v1/speech-to-text alias)."""
+    upload = upload_file(form, max_bytes)
+    fields = _fields(form, translation=task == "translate")
+    if default_model is not None:
+        fields.setdefault("model", default_model)
+    try:
+        parsed = TranscriptionForm.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    return parsed, await read_upload(upload, max_bytes)
+
+
+def upload_file(form: FormData, max_bytes: int) -> UploadFile:
+    """The form's `file`: present, a file (not a text field), within `max_bytes` as declared."""
     upload = form.get("file")
     if upload is None:
         raise InvalidRequest("Missing required parameter: 'file'.", param="file",
@@ -119,15 +133,15 @@ async def read_form(form: FormData, task: Task,
                              "text field.", param="file")
     if upload.size is not None and upload.size > max_bytes:
         raise _too_large(max_bytes)
-    fields = _fields(form, translation=task == "translate")
-    try:
-        parsed = TranscriptionForm.model_validate(fields)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from exc
+    return upload
+
+
+async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+    """The file's bytes, reading at most one past the limit (413 past it)."""
     audio = await upload.read(max_bytes + 1)
     if len(audio) > max_bytes:
         raise _too_large(max_bytes)
-    return parsed, audio
+    return audio
 
 
 def _too_large(max_bytes: int) -> PayloadTooLarge:
@@ -192,6 +206,16 @@ def form_schema(task: Task, components: dict[str, Any]) -> dict[str, Any]:
                            "supported and is refused.",
             "properties": {name: fields[name] for name in order},
             "examples": FORM_EXAMPLES[task]}
+
+
+def alias_form_schema(components: dict[str, Any]) -> dict[str, Any]:
+    """/v1/speech-to-text's form: the transcription form with `model` optional."""
+    schema = form_schema("transcribe", components)
+    return {**schema, "title": "SpeechToTextRequest", "required": ["file"],
+            "description": "Audio in, a transcript out; `model` defaults to the server's "
+                           "realtime_transcription_model.",
+            "examples": [{"file": "fox.wav"}, {"file": "fox.wav", "language": "en",
+                                               "response_format": "text"}]}
 
 
 def _not_null(prop: dict[str, Any]) -> dict[str, Any]:

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from pocketserve.api.capability import check_tools, model_for
+from pocketserve.api.capability import check_images, check_tools, model_for
 from pocketserve.api.chat_answers import Shaper, stream_chunks, whole_response
-from pocketserve.api.deps import RegistryDep, SettingsDep
+from pocketserve.api.deps import ImageLoaderDep, RegistryDep, SettingsDep
 from pocketserve.api.openapi import MODEL_CALL, answers
 from pocketserve.api.protocol.answers import (
     ChatCompletion,
@@ -22,6 +22,7 @@ from pocketserve.api.protocol.chat import ChatCompletionRequest
 from pocketserve.api.protocol.completions import CompletionRequest
 from pocketserve.api.protocol.tokenize import DetokenizeRequest, TokenizeRequest
 from pocketserve.api.streaming import primed, sse_response
+from pocketserve.images.inputs import ImageInputs
 from pocketserve.ops import chat as ops
 
 router = APIRouter()
@@ -31,10 +32,13 @@ router = APIRouter()
     ChatCompletion, *MODEL_CALL, stream=(ChatCompletionChunk, ErrorResponse),
     description="The whole answer, or with `stream` its chunks as server-sent events."))
 async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep,
-                           settings: SettingsDep) -> Any:
+                           settings: SettingsDep, loader: ImageLoaderDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
-    request = body.to_engine(split_reasoning=settings.reasoning_content)
+    images = ImageInputs()
+    request = body.to_engine(split_reasoning=settings.reasoning_content, images=images)
     check_tools(spec, request)
+    check_images(spec, images)
+    await loader.load(images)
     sources = [registry.stream(spec.id, ops.CHAT, request)]
     shaper = Shaper("chat", spec.id, logprobs=body.logprobs)
     if body.stream:

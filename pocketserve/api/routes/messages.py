@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from pocketserve.api.capability import check_tools, model_for
-from pocketserve.api.deps import RegistryDep, SettingsDep
+from pocketserve.api.capability import check_images, check_tools, model_for
+from pocketserve.api.deps import ImageLoaderDep, RegistryDep, SettingsDep
 from pocketserve.api.message_answers import MessageShaper, message_events, whole_message
 from pocketserve.api.openapi import MODEL_CALL, answers
 from pocketserve.api.protocol.message_answers import (
@@ -19,6 +19,7 @@ from pocketserve.api.protocol.message_answers import (
 )
 from pocketserve.api.protocol.messages import CountTokensRequest, MessagesRequest
 from pocketserve.api.streaming import primed, typed_sse_response
+from pocketserve.images.inputs import ImageInputs
 from pocketserve.ops import chat as ops
 
 router = APIRouter()
@@ -29,10 +30,13 @@ router = APIRouter()
     description="The whole message, or with `stream` its events (server-sent, each named by "
                 "its type)."))
 async def create_message(body: MessagesRequest, registry: RegistryDep,
-                         settings: SettingsDep) -> Any:
+                         settings: SettingsDep, loader: ImageLoaderDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
-    request = body.to_engine(split_reasoning=settings.reasoning_content)
+    images = ImageInputs()
+    request = body.to_engine(split_reasoning=settings.reasoning_content, images=images)
     check_tools(spec, request)
+    check_images(spec, images)
+    await loader.load(images)
     source = await primed(registry.stream(spec.id, ops.CHAT, request))
     shaper = MessageShaper(spec.id, thinking=body.thinking_shown)
     if body.stream:

@@ -6,7 +6,7 @@ import json
 
 from fastapi import APIRouter, WebSocket
 
-from pocketserve.api.websocket import accept
+from pocketserve.api.websocket import WebSocketTransport, accept
 from pocketserve.config import Settings
 from pocketserve.errors import PocketserveError
 from pocketserve.realtime.models import session_config
@@ -15,24 +15,6 @@ from pocketserve.realtime.session import RealtimeSession
 from pocketserve.serving.registry import ModelRegistry
 
 router = APIRouter()
-
-
-class _WebSocketTransport:
-    def __init__(self, websocket: WebSocket):
-        self.websocket = websocket
-
-    async def receive(self) -> str | bytes | None:
-        message = await self.websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return None
-        text = message.get("text")
-        return text if text is not None else bytes(message.get("bytes") or b"")
-
-    async def send(self, text: str) -> None:
-        await self.websocket.send_text(text)
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.websocket.close(code, reason)
 
 
 @router.websocket("/v1/realtime")
@@ -49,6 +31,6 @@ async def realtime(websocket: WebSocket, model: str | None = None,
         await websocket.close(1008, "unusable model")
         return
     beta = "realtime=v1" in websocket.headers.get("openai-beta", "")
-    session = RealtimeSession(registry, _WebSocketTransport(websocket), config,
+    session = RealtimeSession(registry, WebSocketTransport(websocket), config,
                               settings.realtime_idle_timeout_s, beta=beta)
     await session.run()

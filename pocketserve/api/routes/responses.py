@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 
-from pocketserve.api.capability import check_tools, model_for
-from pocketserve.api.deps import RegistryDep, ResponseStoreDep, SettingsDep
+from pocketserve.api.capability import check_images, check_tools, model_for
+from pocketserve.api.deps import ImageLoaderDep, RegistryDep, ResponseStoreDep, SettingsDep
 from pocketserve.api.openapi import MODEL_CALL, Responses, answers
 from pocketserve.api.protocol.answers import ErrorResponse
 from pocketserve.api.protocol.response_shapes import (
@@ -30,6 +30,7 @@ from pocketserve.api.response_answers import (
 )
 from pocketserve.api.streaming import primed, typed_sse_response
 from pocketserve.errors import InvalidRequest
+from pocketserve.images.inputs import ImageInputs
 from pocketserve.ops import chat as ops
 
 router = APIRouter()
@@ -43,11 +44,14 @@ _UNKNOWN: Responses = {404: {"model": ErrorResponse, "description": "No stored r
     description="The response, or with `stream` its events as server-sent events (each with "
     "an `event:` line naming its type)."))
 async def create_response(body: CreateResponse, registry: RegistryDep, settings: SettingsDep,
-                          store: ResponseStoreDep) -> Any:
+                          store: ResponseStoreDep, loader: ImageLoaderDep) -> Any:
     spec = model_for(registry, body.model, "chat", "generate text")
     items = body.items(await earlier_items(store, body.previous_response_id))
-    request = body.to_engine(items, split_reasoning=settings.reasoning_content)
+    images = ImageInputs()
+    request = body.to_engine(items, split_reasoning=settings.reasoning_content, images=images)
     check_tools(spec, request)
+    check_images(spec, images)
+    await loader.load(images)
     builder = ResponseBuilder(spec.id, settings_echo(body, spec.default_sampling),
                               logprobs=body.logprobs)
     keep = keeper(store, items) if body.keep else None

@@ -29,6 +29,7 @@ from pocketserve.api.streaming import primed
 from pocketserve.audio.encode import MEDIA_TYPES
 from pocketserve.errors import PocketserveError
 from pocketserve.ops.speech import SPEECH, Audio, SpeechDone, SpeechEvent
+from pocketserve.serving.registry import ModelRegistry
 
 log = logging.getLogger("pocketserve.api")
 router = APIRouter()
@@ -47,15 +48,24 @@ VoiceQuery = Annotated[str | None, Query(description="Only this speech model's v
 
 @router.post("/v1/audio/speech", response_class=StreamingResponse, responses=_SPEECH_ANSWERS)
 async def create_speech(body: CreateSpeechRequest, registry: RegistryDep) -> StreamingResponse:
-    spec = model_for(registry, body.model, "speech", "generate speech")
-    request = body.to_engine()
-    # The first event waits for the first sentence, so a refused request still gets its 400.
-    events = await primed(registry.stream(spec.id, SPEECH, request))
+    events = await speech_events(body, registry)
     if body.stream_format == "sse":
         return StreamingResponse(_sse(events), media_type="text/event-stream",
                                  headers=_NO_BUFFERING)
-    return StreamingResponse(_audio(events), media_type=MEDIA_TYPES[body.response_format],
-                             headers=_NO_BUFFERING)
+    return audio_response(events, body.response_format)
+
+
+async def speech_events(body: CreateSpeechRequest,
+                        registry: ModelRegistry) -> AsyncIterator[SpeechEvent]:
+    """The request's events, its first already here: a refused request still gets its 400
+    (the first event waits for the first sentence)."""
+    spec = model_for(registry, body.model, "speech", "generate speech")
+    return await primed(registry.stream(spec.id, SPEECH, body.to_engine()))
+
+
+def audio_response(events: AsyncIterator[SpeechEvent], fmt: str) -> StreamingResponse:
+    """The audio itself, chunked as it is made."""
+    return StreamingResponse(_audio(events), media_type=MEDIA_TYPES[fmt], headers=_NO_BUFFERING)
 
 
 async def _audio(events: AsyncIterator[SpeechEvent]) -> AsyncIterator[bytes]:

@@ -36,7 +36,7 @@ _FORM_LIMITS = {"max_files": 1, "max_fields": 64}
 _TEXT = {"schema": {"type": "string"}}
 
 
-def _docs(form: str, stream: bool) -> dict[str, Any]:
+def form_docs(form: str, stream: bool) -> dict[str, Any]:
     """The decorator's documentation: the form (parsed by hand, so FastAPI cannot see it) and
     every answer format."""
     events = (TranscriptTextDelta, TranscriptTextDone, ErrorResponse) if stream else ()
@@ -51,22 +51,24 @@ def _docs(form: str, stream: bool) -> dict[str, Any]:
             "schema": {"$ref": f"#/components/schemas/{form}"}}}}}}
 
 
-@router.post("/v1/audio/transcriptions", **_docs("CreateTranscriptionRequest", stream=True))
+@router.post("/v1/audio/transcriptions", **form_docs("CreateTranscriptionRequest", stream=True))
 async def transcriptions(request: Request, registry: RegistryDep,
                          settings: SettingsDep) -> Response:
-    return await _handle(request, registry, settings, "transcribe")
+    return await handle(request, registry, settings, "transcribe")
 
 
-@router.post("/v1/audio/translations", **_docs("CreateTranslationRequest", stream=False))
+@router.post("/v1/audio/translations", **form_docs("CreateTranslationRequest", stream=False))
 async def translations(request: Request, registry: RegistryDep,
                        settings: SettingsDep) -> Response:
-    return await _handle(request, registry, settings, "translate")
+    return await handle(request, registry, settings, "translate")
 
 
-async def _handle(request: Request, registry: ModelRegistry, settings: Settings,
-                  task: Task) -> Response:
+async def handle(request: Request, registry: ModelRegistry, settings: Settings,
+                 task: Task, default_model: str | None = None) -> Response:
+    """Read the form, transcribe, answer in its response_format (also /v1/speech-to-text's
+    path, which names no model)."""
     form_data = await request.form(**_FORM_LIMITS)
-    form, audio = await read_form(form_data, task, settings.audio_max_bytes)
+    form, audio = await read_form(form_data, task, settings.audio_max_bytes, default_model)
     spec = model_for(registry, form.model, "transcription", "transcribe audio")
     payload = form.to_engine(audio, task, settings.audio_max_seconds)
     events = registry.stream(spec.id, TRANSCRIBE, payload)
