@@ -71,7 +71,10 @@ def data_url(seed: int = 0) -> str:
     return "data:image/png;base64," + base64.b64encode(png(seed=seed)).decode()
 
 
-def ask(*seeds: int, text: str = "Describe the picture.") -> list[Any]:
+QUESTION = "Describe the picture."
+
+
+def ask(*seeds: int, text: str = QUESTION) -> list[Any]:
     images = [{"type": "image_url", "image_url": {"url": data_url(s)}} for s in seeds or (0,)]
     return [{"role": "user", "content": [*images, {"type": "text", "text": text}]}]
 
@@ -166,3 +169,17 @@ def test_the_models_are_listed(server: RunningServer, built: Built) -> None:
     ids = {m["id"] for m in reply.json()["data"]}
     assert {*routes(built), "tiny-blind"} <= ids
     assert Path(str(built.mmproj)).is_file()
+
+
+def test_describe_on_both_routes(server: RunningServer, client: OpenAI, built: Built) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    for model in routes(built):
+        reply = httpx.post(server.base_url + "/v1/images/describe", headers=headers, timeout=60,
+                           json={"image": data_url(3), "prompt": QUESTION, "model": model,
+                                 "max_tokens": 5, "temperature": 0})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["object"] == "image.description" and body["description"], model
+        chat = client.chat.completions.create(
+            model=model, messages=ask(3), max_tokens=5, temperature=0).choices[0].message.content
+        assert same(body["description"], chat)  # the same prompt as a chat with the image
