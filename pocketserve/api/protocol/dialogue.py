@@ -14,9 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import FormData
 
-from pocketserve.api.protocol.transcription import read_upload, upload_file
+from pocketserve.api.protocol.transcription import read_upload, upload_file, whisper_language
 from pocketserve.audio.encode import MEDIA_TYPES, AudioFormat
-from pocketserve.audio.languages import language_code
 from pocketserve.errors import InvalidRequest
 from pocketserve.realtime.config import MAX_OUTPUT_TOKENS
 from pocketserve.voice.audio_out import whole_wav
@@ -56,13 +55,7 @@ class DialogueForm(BaseModel):
     @field_validator("language")
     @classmethod
     def _known_language(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        code = language_code(value)
-        if code is None:
-            raise ValueError(f"{value!r} is not a language code Whisper knows (ISO-639-1, "
-                             "e.g. 'en', 'fr', 'de')")
-        return code
+        return None if value is None else whisper_language(value)
 
 
 async def read_dialogue_form(form: FormData, max_bytes: int) -> tuple[DialogueForm, bytes]:

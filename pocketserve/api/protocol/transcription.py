@@ -71,13 +71,7 @@ class TranscriptionForm(BaseModel):
     @field_validator("language")
     @classmethod
     def _known_language(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        code = language_code(value)
-        if code is None:
-            raise ValueError(f"{value!r} is not a language code Whisper knows (ISO-639-1, "
-                             "e.g. 'en', 'fr', 'de')")
-        return code
+        return None if value is None or not value.strip() else whisper_language(value)
 
     @model_validator(mode="after")
     def _integers_fit(self) -> TranscriptionForm:
@@ -289,3 +283,13 @@ def delta_event(delta: str) -> dict[str, Any]:
 
 def done_event(text: str) -> dict[str, Any]:
     return {"type": "transcript.text.done", "text": text}
+
+
+def whisper_language(value: str) -> str:
+    """The ISO-639-1 code Whisper takes for `value`; a ValueError (a 400 naming the field)
+    when Whisper knows no such language."""
+    code = language_code(value)
+    if code is None:
+        raise ValueError(f"{value!r} is not a language code Whisper knows (ISO-639-1, "
+                         "e.g. 'en', 'fr', 'de')")
+    return code
