@@ -4,7 +4,8 @@ The model is the tests' random-weight Qwen2-VL (tests/vision_models.py: ~200k pa
 the figures show the serving overhead more than a real model's compute), on both routes:
 transformers (its folder) and llama.cpp (its GGUF and projector).
 
-Per image (112 x 112 PNG, a fresh picture each time, `max_tokens=1`):
+Per image (square PNGs, 112 and 448 pixels a side by default: 16 and 256 image tokens; a fresh
+picture each time, made before the clock starts; `max_tokens=1`):
 - raw: the library in this process with no pocketserve code. transformers: the processor
   (preprocessing) then `generate(max_new_tokens=1)` (the prompt, with the image's tokens);
   llama.cpp: xllamacpp's own server API with the image as a data: URL.
@@ -13,7 +14,11 @@ Per image (112 x 112 PNG, a fresh picture each time, `max_tokens=1`):
 - ratio = raw / served (1.0: serving costs nothing; the target is >= 0.9).
 Then 8 images as 8 concurrent requests against the same 8 one after another, served.
 
-    python bench/vision_speed.py [--runs 10] [--threads 1]
+Where the served time goes (measured on the 112-pixel image): the HTTP and API layer (FastAPI,
+validation, middleware) about 2 ms a request, the hop to the worker process about 0.6 ms, the
+backend's own code about 0.4 ms; so the ratio rises with the work an image really costs.
+
+    python bench/vision_speed.py [--runs 10] [--threads 1] [--sides 112,448]
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ QUESTION = "Describe the picture."
 
 
 def median_ms(run: Callable[[int], Any], runs: int) -> float:
-    run(-1)  # warm
+    run(runs)  # warm
     times = []
     for i in range(runs):
         start = time.perf_counter()
@@ -50,7 +55,12 @@ def median_ms(run: Callable[[int], Any], runs: int) -> float:
 
 # -- raw libraries ---------------------------------------------------------------------------
 
-def raw_transformers(built: Built, runs: int, threads: int) -> tuple[float, float]:
+def pictures(side: int, runs: int) -> list[bytes]:
+    """runs + 1 different PNGs (the last one warms up), made before any timing."""
+    return [png(side, side, seed=i + 100) for i in range(runs + 1)]
+
+
+def raw_transformers(built: Built, images: list[bytes], threads: int) -> tuple[float, float]:
     """(preprocessing ms, prompt ms) per image, the library alone."""
     import torch
     from PIL import Image
@@ -66,7 +76,7 @@ def raw_transformers(built: Built, runs: int, threads: int) -> tuple[float, floa
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def prepare(i: int) -> Any:
-        image = Image.open(io.BytesIO(png(seed=i + 100))).convert("RGB")
+        image = Image.open(io.BytesIO(images[i])).convert("RGB")
         return processor(text=[text], images=[[image]], return_tensors="pt")
 
     prepared = prepare(0)
@@ -75,49 +85,62 @@ def raw_transformers(built: Built, runs: int, threads: int) -> tuple[float, floa
         with torch.inference_mode():
             model.generate(**prepared, max_new_tokens=1, do_sample=False)
 
+    runs = len(images) - 1
     return median_ms(prepare, runs), median_ms(prompt, runs)
 
 
-def raw_llamacpp(built: Built, runs: int, threads: int) -> float:
-    """ms per image chat of one token, xllamacpp's server API alone."""
+def raw_llamacpp(built: Built, sides: dict[int, list[bytes]], threads: int) -> dict[int, float]:
+    """ms per image chat of one token for each side, xllamacpp's server API alone."""
     import xllamacpp
 
     params = xllamacpp.CommonParams()
     params.model.path = str(built.gguf)
     params.mmproj.path = str(built.mmproj)
-    params.n_ctx, params.n_parallel, params.verbosity = 2048, 8, -1
+    params.n_ctx, params.n_parallel, params.verbosity = 8192, 8, -1
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
     server = xllamacpp.Server(params)
 
-    def one(i: int) -> None:
-        result = server.handle_chat_completions(
-            {"messages": image_chat(i), "max_tokens": 1, "temperature": 0})
-        assert "error" not in result, result
+    def timed(images: list[bytes]) -> float:
+        chats = [image_chat(image) for image in images]
 
-    return median_ms(one, runs)  # the server goes with this frame
+        def one(i: int) -> None:
+            result = server.handle_chat_completions(
+                {"messages": chats[i], "max_tokens": 1, "temperature": 0})
+            assert "error" not in result, result
+
+        return median_ms(one, len(images) - 1)
+
+    return {side: timed(images) for side, images in sides.items()}  # the server goes here
 
 
 # -- served ----------------------------------------------------------------------------------
 
-def image_chat(i: int) -> list[dict[str, Any]]:
-    url = "data:image/png;base64," + base64.b64encode(png(seed=i + 100)).decode()
+def image_chat(image: bytes) -> list[dict[str, Any]]:
+    url = "data:image/png;base64," + base64.b64encode(image).decode()
     return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                          {"type": "text", "text": QUESTION}]}]
 
 
-def served_one(client: httpx.Client, model: str, i: int) -> None:
-    reply = client.post("/v1/chat/completions", json={
-        "model": model, "messages": image_chat(i), "max_tokens": 1, "temperature": 0})
-    if reply.status_code != 200:
-        raise RuntimeError(f"{model}: {reply.status_code} {reply.text[:300]}")
+def served_ms(client: httpx.Client, model: str, images: list[bytes]) -> float:
+    """Median ms of one image chat of one token over HTTP."""
+    bodies = [{"model": model, "messages": image_chat(image), "max_tokens": 1,
+               "temperature": 0} for image in images]
 
-
-def batch_vs_row(client: httpx.Client, model: str) -> tuple[float, float]:
-    """(8 concurrent, 8 one after another) wall ms, 8 tokens each."""
     def one(i: int) -> None:
-        reply = client.post("/v1/chat/completions", json={
-            "model": model, "messages": image_chat(i), "max_tokens": 8, "temperature": 0})
-        reply.raise_for_status()
+        reply = client.post("/v1/chat/completions", json=bodies[i])
+        if reply.status_code != 200:
+            raise RuntimeError(f"{model}: {reply.status_code} {reply.text[:300]}")
+
+    return median_ms(one, len(images) - 1)
+
+
+def batch_vs_row(client: httpx.Client, model: str, images: list[bytes]) -> tuple[float, float]:
+    """(8 concurrent, 8 one after another) wall ms, 8 tokens each."""
+    bodies = [{"model": model, "messages": image_chat(image), "max_tokens": 8,
+               "temperature": 0} for image in images[:8]]
+
+    def one(i: int) -> None:
+        client.post("/v1/chat/completions", json=bodies[i]).raise_for_status()
 
     start = time.perf_counter()
     for i in range(8):
@@ -136,38 +159,48 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sides", default="112,448", help="image sizes to time, in pixels")
     args = parser.parse_args()
     built = cached_build("qwen2_vl")
     if built.gguf is None:
         sys.exit("llama.cpp's converter is missing: python tests/get_llama_convert.py")
     hf_id, gguf_id = built.folder.name, built.gguf.stem
+    sides = {int(side): pictures(int(side), max(args.runs, 8))
+             for side in args.sides.split(",")}
 
-    prep_ms, prompt_ms = raw_transformers(built, args.runs, args.threads)
-    llama_ms = raw_llamacpp(built, args.runs, args.threads)
+    raw_hf = {side: raw_transformers(built, images, args.threads)
+              for side, images in sides.items()}
+    raw_llama = raw_llamacpp(built, sides, args.threads)
     server = start_server([str(built.folder), str(built.gguf)], "--mmproj", str(built.mmproj),
                           "--threads", str(args.threads))
+    served: dict[tuple[str, int], float] = {}
+    batches: dict[str, tuple[float, float]] = {}
     try:
         with httpx.Client(base_url=server.base_url, timeout=120) as client:
             try:
-                served = {m: median_ms(lambda i, m=m: served_one(client, m, i), args.runs)
-                          for m in (hf_id, gguf_id)}
-                batches = {m: batch_vs_row(client, m) for m in (hf_id, gguf_id)}
+                for side, images in sides.items():
+                    for m in (hf_id, gguf_id):
+                        served[m, side] = served_ms(client, m, images)
+                small = sides[min(sides)]
+                batches = {m: batch_vs_row(client, m, small) for m in (hf_id, gguf_id)}
             except RuntimeError as exc:
                 print(f"served side failed: {exc}")
-                served, batches = {}, {}
     finally:
         stop_server(server)
 
     print(f"per image, median of {args.runs}, {args.threads} thread(s), tiny Qwen2-VL "
-          "(112x112 image, 16 image tokens, 36 prompt tokens)")
-    print(f"{'route':14} {'raw prep ms':>12} {'raw prompt ms':>14} {'raw total ms':>13} "
-          f"{'served ms':>10} {'ratio':>6}")
-    rows = [("transformers", prep_ms, prompt_ms, prep_ms + prompt_ms, served.get(hf_id)),
-            ("llama.cpp", float("nan"), float("nan"), llama_ms, served.get(gguf_id))]
-    for name, prep, prompt, total, got in rows:
-        ratio = f"{total / got:6.2f}" if got else "   n/a"
-        print(f"{name:14} {prep:12.1f} {prompt:14.1f} {total:13.1f} "
-              f"{got if got else float('nan'):10.1f} {ratio}")
+          "(~200k parameters)")
+    print(f"{'route':14} {'side':>5} {'raw prep ms':>12} {'raw prompt ms':>14} "
+          f"{'raw total ms':>13} {'served ms':>10} {'ratio':>6}")
+    for side in sides:
+        prep, prompt = raw_hf[side]
+        rows = [("transformers", prep, prompt, prep + prompt, served.get((hf_id, side))),
+                ("llama.cpp", float("nan"), float("nan"), raw_llama[side],
+                 served.get((gguf_id, side)))]
+        for name, p, q, total, got in rows:
+            ratio = f"{total / got:6.2f}" if got else "   n/a"
+            print(f"{name:14} {side:5d} {p:12.1f} {q:14.1f} {total:13.1f} "
+                  f"{got if got else float('nan'):10.1f} {ratio}")
     for model, (together, in_row) in batches.items():
         print(f"{model}: 8 images at once {together:.0f} ms, 8 in a row {in_row:.0f} ms "
               f"({in_row / together:.2f}x)")

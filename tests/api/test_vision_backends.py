@@ -183,3 +183,33 @@ def test_describe_on_both_routes(server: RunningServer, client: OpenAI, built: B
         chat = client.chat.completions.create(
             model=model, messages=ask(3), max_tokens=5, temperature=0).choices[0].message.content
         assert same(body["description"], chat)  # the same prompt as a chat with the image
+
+
+def test_responses_and_messages_see_the_image_as_chat_does(server: RunningServer, client: OpenAI,
+                                                           built: Built) -> None:
+    """Responses' input_image and Anthropic's image block reach the same model input as a
+    chat image part: the same greedy answer, on both routes, through both official SDKs."""
+    import anthropic
+
+    messages = anthropic.Anthropic(base_url=server.base_url, api_key=KEY, max_retries=0,
+                                   timeout=120)
+    png_b64 = base64.b64encode(png(seed=4)).decode()
+    for model in routes(built):
+        chat = client.chat.completions.create(
+            model=model, messages=ask(4), max_tokens=16, temperature=0).choices[0].message.content
+        response = client.responses.create(model=model, max_output_tokens=16, temperature=0,
+                                           input=[{"role": "user", "content": [
+                                               {"type": "input_image", "image_url": data_url(4)},
+                                               {"type": "input_text", "text": QUESTION}]}])
+        message = messages.messages.create(  # this SDK has no temperature argument
+            model=model, max_tokens=16, extra_body={"temperature": 0}, messages=[
+            {"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                             "data": png_b64}},
+                {"type": "text", "text": QUESTION}]}])
+        said = "".join(b.text for b in message.content if b.type == "text")
+        assert chat and same(response.output_text, chat), model
+        assert same(said, chat), model
+        assert response.usage is not None and response.usage.input_tokens == PROMPT_TOKENS
+        usage = message.usage  # Anthropic's input_tokens leave out what came from the cache
+        assert usage.input_tokens + (usage.cache_read_input_tokens or 0) == PROMPT_TOKENS
