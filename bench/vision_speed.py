@@ -121,10 +121,15 @@ def image_chat(image: bytes) -> list[dict[str, Any]]:
                                          {"type": "text", "text": QUESTION}]}]
 
 
+def chat_bodies(model: str, images: list[bytes], max_tokens: int) -> list[dict[str, Any]]:
+    """One greedy image chat request body per image, built before any timing."""
+    return [{"model": model, "messages": image_chat(image), "max_tokens": max_tokens,
+             "temperature": 0} for image in images]
+
+
 def served_ms(client: httpx.Client, model: str, images: list[bytes]) -> float:
     """Median ms of one image chat of one token over HTTP."""
-    bodies = [{"model": model, "messages": image_chat(image), "max_tokens": 1,
-               "temperature": 0} for image in images]
+    bodies = chat_bodies(model, images, max_tokens=1)
 
     def one(i: int) -> None:
         reply = client.post("/v1/chat/completions", json=bodies[i])
@@ -136,8 +141,7 @@ def served_ms(client: httpx.Client, model: str, images: list[bytes]) -> float:
 
 def batch_vs_row(client: httpx.Client, model: str, images: list[bytes]) -> tuple[float, float]:
     """(8 concurrent, 8 one after another) wall ms, 8 tokens each."""
-    bodies = [{"model": model, "messages": image_chat(image), "max_tokens": 8,
-               "temperature": 0} for image in images[:8]]
+    bodies = chat_bodies(model, images[:8], max_tokens=8)
 
     def one(i: int) -> None:
         client.post("/v1/chat/completions", json=bodies[i]).raise_for_status()
