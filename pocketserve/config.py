@@ -106,7 +106,8 @@ class Settings(BaseSettings):
         "as the model wrote it.")
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads per model worker (a model's own "
-        "`threads` option wins); default: every core this process may run on."
+        "`threads` option wins); default: every core this process may run on (cut to a "
+        "cgroup CPU quota where one is set)."
     )
     cpu_slicing: bool = Field(
         default=True, description="When several models are busy at once, take turns on the "

@@ -3,9 +3,11 @@
 One place decides both, so backends take their thread counts from here, never from the machine.
 
 Threads: a model alone must keep its full speed, so by default each worker may use every core
-this process may run on (`os.sched_getaffinity`, which respects taskset and cgroup cpusets,
-unlike `os.cpu_count`). Contention is then handled in time, not by smaller thread pools: the
-`CpuScheduler` (serving/cpu_scheduler.py) pauses and resumes workers when several are busy.
+this process may run on: its affinity (`os.sched_getaffinity`, which respects taskset and cgroup
+cpusets, unlike `os.cpu_count`), cut to a cgroup CPU quota where one is set (a container given
+2 CPUs on a 16-core host must not start 16 spinning llama.cpp threads). Contention is then
+handled in time, not by smaller thread pools: the `CpuScheduler` (serving/cpu_scheduler.py)
+pauses and resumes workers when several are busy.
 
 Priority: `interactive` work (a chat stream a person reads, speech a client waits for) gets
 the largest slices, `bulk` work (embedding batches) the smallest, `normal` sits between; every
@@ -22,9 +24,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pocketserve.config import ModelPolicy, ModelSpec, Priority
 
@@ -48,11 +53,78 @@ OFF_CPU_BACKENDS = frozenset({"remote"})
 
 
 def machine_cores() -> int:
-    """Cores this process may run on (its affinity mask), at least 1."""
+    """Cores this process may run on (its affinity mask, cut to a cgroup CPU quota), at
+    least 1."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
         return max(1, os.cpu_count() or 1)
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.floor(quota)))  # 1.5 CPUs: one thread, never throttled
+    return cores
+
+
+def cgroup_cpu_quota(proc_cgroup: Path = Path("/proc/self/cgroup"),
+                     root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPUs this process's cgroups allow (quota / period, the tightest of its cgroup and
+    their parents), or None when no quota is set or none can be read. cgroup v2 (`cpu.max`)
+    and v1 (`cpu.cfs_quota_us` over `cpu.cfs_period_us`) alike."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    limits: list[float] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one tree, mounted at the root
+            limits += _quotas(root, path, _v2_quota)
+        elif "cpu" in controllers.split(","):
+            for mount in (root / controllers, root / "cpu", root / "cpu,cpuacct"):
+                if mount.is_dir():
+                    limits += _quotas(mount, path, _v1_quota)
+                    break
+    return min(limits) if limits else None
+
+
+def _quotas(mount: Path, path: str, read: Callable[[Path], float | None]) -> list[float]:
+    """Quotas of the cgroup at `path` under `mount` and of its parents. Inside a container the
+    path may name the host's hierarchy while the mount shows only the container's own part:
+    then only the mount's top (the container's cgroup) can be read."""
+    found: list[float] = []
+    where = mount / path.strip("/")
+    for folder in [where, *where.parents]:
+        if folder == mount.parent:
+            break
+        value = read(folder)
+        if value is not None:
+            found.append(value)
+    return found
+
+
+def _v2_quota(folder: Path) -> float | None:
+    try:
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else _ratio(quota, period)
+
+
+def _v1_quota(folder: Path) -> float | None:
+    try:
+        quota = (folder / "cpu.cfs_quota_us").read_text().strip()
+        period = (folder / "cpu.cfs_period_us").read_text().strip()
+    except OSError:
+        return None
+    return None if quota.startswith("-") else _ratio(quota, period)
+
+
+def _ratio(quota: str, period: str) -> float | None:
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
 
 
 @dataclass(frozen=True)
