@@ -41,6 +41,14 @@ CASES = [
      "temperature"),
     ("temperature range", {"model": MODEL, "messages": HI, "temperature": 5}, 400,
      "temperature"),
+    # Types are strict, as OpenAI's: a boolean or a numeric string is not read as a number.
+    ("temperature boolean", {"model": MODEL, "messages": HI, "temperature": True}, 400,
+     "temperature"),
+    ("top_p numeric string", {"model": MODEL, "messages": HI, "top_p": "0.5"}, 400, "top_p"),
+    ("max_tokens boolean", {"model": MODEL, "messages": HI, "max_tokens": True}, 400,
+     "max_tokens"),
+    ("n float", {"model": MODEL, "messages": HI, "n": 2.0}, 400, "n"),
+    ("stream string", {"model": MODEL, "messages": HI, "stream": "yes"}, 400, "stream"),
     ("top_logprobs without logprobs", {"model": MODEL, "messages": HI, "top_logprobs": 2}, 400,
      "top_logprobs"),
     ("invalid json_schema", {"model": MODEL, "messages": HI, "response_format": {

@@ -278,6 +278,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("bad schema", {"tools": [{"name": "f", "input_schema": {"type": "object", "properties": {
         "x": {"type": 7}}}}]}, "tools[0].input_schema"),
     ("temperature", {"extra_body": {"temperature": 1.5}}, "temperature"),
+    ("temperature boolean", {"extra_body": {"temperature": True}}, "temperature"),
+    ("max_tokens string", {"extra_body": {"max_tokens": "64"}}, "max_tokens"),
     ("mcp", {"extra_body": {"mcp_servers": [{"type": "url", "url": "https://example.com",
                                              "name": "x"}]}}, "mcp_servers"),
     ("container", {"container": "c"}, "container"),

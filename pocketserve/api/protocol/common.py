@@ -15,9 +15,12 @@ from pocketserve.ops.chat import SamplingParams
 
 
 class Request(BaseModel):
-    """Unknown fields are ignored, as most OpenAI-compatible servers do, so newer SDKs work."""
+    """Unknown fields are ignored, as most OpenAI-compatible servers do, so newer SDKs work.
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    Types are strict, as OpenAI's and Anthropic's are: `"temperature": true` or `"n": "2"` is a
+    400 naming the field, never read as 1.0 or 2 (an integer still counts as a number)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
 
 class Body(Request):
@@ -34,7 +37,7 @@ def examples(*bodies: JsonDict) -> ConfigDict:
     """A request model's config with worked examples for /openapi.json (and /docs). Each is
     sent to a real server by tests/e2e/test_openapi_examples.py, which also checks the
     documented answers."""
-    return ConfigDict(extra="ignore", populate_by_name=True,
+    return ConfigDict(extra="ignore", populate_by_name=True, strict=True,
                       json_schema_extra={"examples": list(bodies)})
 
 
