@@ -1,4 +1,5 @@
-"""Server-sent events: framing, early errors as HTTP statuses, and cancel on disconnect.
+"""Answer framing: whole JSON bodies, and server-sent events (framing, early errors as HTTP
+statuses, and cancel on disconnect).
 
 When the client goes away, Starlette cancels the task iterating these generators; each layer
 closes the one below it (`aclosing`), down to the worker stream, which tells the worker to
@@ -12,12 +13,20 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, TypeVar
 
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from pocketserve.api.errors import error_body
 from pocketserve.errors import PocketserveError
 
 T = TypeVar("T")
+
+
+def json_response(body: dict[str, Any]) -> Response:
+    """A whole answer as JSON, by plain json.dumps: FastAPI's encoder walks every value of the
+    dict first (every float of an embedding, every logprob of a long answer); on a short chat
+    answer that was about 0.1 ms of 2. As Starlette's JSONResponse: UTF-8, no NaN."""
+    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False,
+                               separators=(",", ":")).encode(), media_type="application/json")
 
 
 async def primed(source: AsyncIterator[T]) -> AsyncIterator[T]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
 
 from pocketserve.api.capability import check_images, check_tools, model_for
 from pocketserve.api.chat_answers import Shaper, stream_chunks, whole_response
@@ -21,9 +22,10 @@ from pocketserve.api.protocol.answers import (
 from pocketserve.api.protocol.chat import ChatCompletionRequest
 from pocketserve.api.protocol.completions import CompletionRequest
 from pocketserve.api.protocol.tokenize import DetokenizeRequest, TokenizeRequest
-from pocketserve.api.streaming import primed, sse_response
+from pocketserve.api.streaming import json_response, primed, sse_response
 from pocketserve.images.inputs import ImageInputs
 from pocketserve.ops import chat as ops
+from pocketserve.serving.registry import ModelRegistry
 
 router = APIRouter()
 
@@ -44,13 +46,20 @@ async def chat_completions(body: ChatCompletionRequest, registry: RegistryDep,
     if body.stream:
         chunks = stream_chunks(shaper, sources, body.n, body.include_usage)
         return sse_response(await primed(chunks))
-    return await whole_response(shaper, sources, body.n)
+    return json_response(await whole_response(shaper, sources, body.n))
 
 
 @router.post("/v1/completions", response_model=None, responses=answers(
     Completion, *MODEL_CALL, stream=(Completion, ErrorResponse),
     description="The whole answer, or with `stream` its chunks as server-sent events."))
 async def completions(body: CompletionRequest, registry: RegistryDep) -> Any:
+    answer = await completion(body, registry)
+    return answer if isinstance(answer, StreamingResponse) else json_response(answer)
+
+
+async def completion(body: CompletionRequest,
+                     registry: ModelRegistry) -> dict[str, Any] | StreamingResponse:
+    """The completion as a dict, or its stream (the /v1/generate alias reads the dict)."""
     spec = model_for(registry, body.model, "chat", "generate text")
     sources = [registry.stream(spec.id, ops.COMPLETE, r) for r in body.to_engine()]
     shaper = Shaper("completion", spec.id, logprobs=body.logprobs is not None)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import Response
 
@@ -13,14 +10,10 @@ from pocketserve.api.deps import RegistryDep, SettingsDep
 from pocketserve.api.openapi import MODEL_CALL, answers
 from pocketserve.api.protocol.answers import EmbeddingList
 from pocketserve.api.protocol.embeddings import EmbeddingRequest, embedding_list
+from pocketserve.api.streaming import json_response
 from pocketserve.ops.embeddings import EMBED, Embeddings
 
 router = APIRouter()
-
-
-def json_response(body: dict[str, Any]) -> Response:
-    """Plain json.dumps: FastAPI's encoder walks every float and is slow on big vectors."""
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
 @router.post("/v1/embeddings", responses=answers(EmbeddingList, *MODEL_CALL))

@@ -18,7 +18,7 @@ from pocketserve.api.protocol.message_answers import (
     MessageTokensCount,
 )
 from pocketserve.api.protocol.messages import CountTokensRequest, MessagesRequest
-from pocketserve.api.streaming import primed, typed_sse_response
+from pocketserve.api.streaming import json_response, primed, typed_sse_response
 from pocketserve.images.inputs import ImageInputs
 from pocketserve.ops import chat as ops
 
@@ -41,7 +41,7 @@ async def create_message(body: MessagesRequest, registry: RegistryDep,
     shaper = MessageShaper(spec.id, thinking=body.thinking_shown)
     if body.stream:
         return typed_sse_response(message_events(shaper, source))
-    return await whole_message(shaper, source)
+    return json_response(await whole_message(shaper, source))
 
 
 @router.post("/v1/messages/count_tokens", response_model=None, responses=answers(

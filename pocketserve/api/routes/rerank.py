@@ -11,7 +11,7 @@ from pocketserve.api.deps import RegistryDep, SettingsDep
 from pocketserve.api.openapi import MODEL_CALL, answers
 from pocketserve.api.protocol.answers import RerankResponse
 from pocketserve.api.protocol.rerank import RerankRequest, rerank_response
-from pocketserve.api.routes.embeddings import json_response
+from pocketserve.api.streaming import json_response
 from pocketserve.ops.rerank import RERANK, Ranking
 
 router = APIRouter()

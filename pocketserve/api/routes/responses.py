@@ -28,7 +28,7 @@ from pocketserve.api.response_answers import (
     unknown,
     whole_response,
 )
-from pocketserve.api.streaming import primed, typed_sse_response
+from pocketserve.api.streaming import json_response, primed, typed_sse_response
 from pocketserve.errors import InvalidRequest
 from pocketserve.images.inputs import ImageInputs
 from pocketserve.ops import chat as ops
@@ -61,7 +61,7 @@ async def create_response(body: CreateResponse, registry: RegistryDep, settings:
     response = await whole_response(builder, events)
     if keep is not None:
         await keep(response)
-    return response
+    return json_response(response)
 
 
 @router.get("/v1/responses/{response_id}/input_items", response_model=None,

@@ -23,7 +23,7 @@ from pocketserve.api.deps import RegistryDep, SettingsDep
 from pocketserve.api.openapi import MODEL_CALL, answers
 from pocketserve.api.protocol.voice_aliases import GenerateRequest, TextToSpeechRequest
 from pocketserve.api.protocol.voice_answers import GeneratedText, TextToSpeechAudio
-from pocketserve.api.routes.chat import completions
+from pocketserve.api.routes.chat import completion
 from pocketserve.api.routes.speech import audio_response, speech_events
 from pocketserve.api.routes.transcription import form_docs, handle
 from pocketserve.audio.encode import MEDIA_TYPES
@@ -75,8 +75,9 @@ async def text_to_speech(body: TextToSpeechRequest, registry: RegistryDep,
 @router.post("/v1/generate", response_model=None, responses=answers(GeneratedText, *MODEL_CALL))
 async def generate(body: GenerateRequest, registry: RegistryDep,
                    settings: SettingsDep) -> dict[str, Any]:
-    answer = await completions(_converted(body.to_completion, settings.realtime_chat_model),
-                               registry)
+    answer = await completion(_converted(body.to_completion, settings.realtime_chat_model),
+                              registry)
+    assert isinstance(answer, dict)  # to_completion never streams
     choice = answer["choices"][0]
     return {"generated_text": choice["text"], "model": answer["model"],
             "finish_reason": choice["finish_reason"], "usage": answer.get("usage")}
