@@ -61,7 +61,7 @@ def machine_cores() -> int:
         return max(1, os.cpu_count() or 1)
     quota = cgroup_cpu_quota()
     if quota is not None:
-        cores = min(cores, max(1, math.floor(quota)))  # 1.5 CPUs: one thread, never throttled
+        cores = min(cores, max(1, math.floor(quota)))  # 1.5 CPUs: one thread, not throttled
     return cores
 
 
@@ -76,7 +76,10 @@ def cgroup_cpu_quota(proc_cgroup: Path = Path("/proc/self/cgroup"),
         return None
     limits: list[float] = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        fields = line.split(":", 2)  # hierarchy id, controllers, path
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
         if controllers == "":  # v2: one tree, mounted at the root
             limits += _quotas(root, path, _v2_quota)
         elif "cpu" in controllers.split(","):

@@ -65,7 +65,7 @@ def test_v1_unlimited_is_minus_one(tmp_path: Path) -> None:
 def test_unreadable_or_malformed_files_mean_no_quota(tmp_path: Path) -> None:
     assert cgroup_cpu_quota(tmp_path / "missing", tmp_path) is None
     proc = tmp_path / "cgroup"
-    _write(proc, "0::/\n")
+    _write(proc, "not a cgroup line\n0::/\n")
     _write(tmp_path / "fs/cpu.max", "garbage\n")
     assert cgroup_cpu_quota(proc, tmp_path / "fs") is None
 
