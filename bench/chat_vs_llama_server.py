@@ -153,25 +153,28 @@ def main() -> None:
                         help="also pocketserve on the packaged file, not re-encoded")
     args = parser.parse_args()
     gguf = resolve_source(Catalog().find(MODEL).source)
-    llama, llama_url = start_llama_server(args.llama_server, gguf, args.threads)
-    others = [llama]
-    servers = {"llama-server": (llama_url, "smollm2")}
-    if args.wheel:
-        wheel, wheel_url = start_wheel_server(gguf, args.threads)
-        others.append(wheel)
-        servers["wheel's llama-server"] = (wheel_url, "smollm2")
-    models = [MODEL]
-    extra: list[str] = []
-    if args.packaged:
-        models.append(PACKAGED)
-        extra = ["--config", packaged_config(gguf)]
-    ours = start_server(models, "--threads", str(args.threads), "--log-level", "warning",
-                        *extra)
-    servers["pocketserve"] = (ours.base_url, MODEL)
-    if args.packaged:
-        servers["pocketserve, packaged file"] = (ours.base_url, PACKAGED)
+    others: list[subprocess.Popen[bytes]] = []
+    ours = None
+    servers: dict[str, tuple[str, str]] = {}
     runs: dict[tuple[str, int], list[tuple[list[Stream], float]]] = {}
     try:
+        llama, llama_url = start_llama_server(args.llama_server, gguf, args.threads)
+        others.append(llama)
+        servers["llama-server"] = (llama_url, "smollm2")
+        if args.wheel:
+            wheel, wheel_url = start_wheel_server(gguf, args.threads)
+            others.append(wheel)
+            servers["wheel's llama-server"] = (wheel_url, "smollm2")
+        models = [MODEL]
+        extra: list[str] = []
+        if args.packaged:
+            models.append(PACKAGED)
+            extra = ["--config", packaged_config(gguf)]
+        ours = start_server(models, "--threads", str(args.threads), "--log-level", "warning",
+                            *extra)
+        servers["pocketserve"] = (ours.base_url, MODEL)
+        if args.packaged:
+            servers["pocketserve, packaged file"] = (ours.base_url, PACKAGED)
         for url, model in servers.values():  # warm-up: one short answer each
             asyncio.run(one_round(url, model, 1, 8, seed=-1))
         for r in range(args.rounds):
@@ -183,7 +186,8 @@ def main() -> None:
         for proc in others:
             proc.terminate()
             proc.wait(timeout=30)
-        stop_server(ours)
+        if ours is not None:
+            stop_server(ours)
 
     def figures(name: str, concurrency: int) -> tuple[float, float, float]:
         rounds = runs[(name, concurrency)]
