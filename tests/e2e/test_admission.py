@@ -23,6 +23,11 @@ def server() -> Iterator[RunningServer]:
     stop_server(running)
 
 
+# A seed whose story runs past 600 tokens (seed 1 stops after 53): the requests here must still
+# be generating when the test acts, and an unseeded one at temperature 0.8 sometimes was not.
+LONG = 2
+
+
 def _idle(server: RunningServer) -> bool:
     state = admin_state(server)
     return bool(state["in_flight"] == 0 and state["queued"] == 0
@@ -35,7 +40,7 @@ def test_full_queue_answers_429_with_retry_after(server: RunningServer) -> None:
 
     def one() -> None:
         reply = httpx.post(server.base_url + "/v1/chat/completions",
-                           json=chat_body(max_tokens=100), timeout=180)
+                           json=chat_body(max_tokens=100, seed=LONG), timeout=180)
         with lock:
             statuses.append(reply.status_code)
 
@@ -57,7 +62,7 @@ def test_deadline_gives_504_and_stops_the_work(server: RunningServer) -> None:
     assert wait_for(lambda: _idle(server))
     began = time.monotonic()
     reply = httpx.post(server.base_url + "/v1/chat/completions",
-                       json=chat_body(max_tokens=2000),
+                       json=chat_body(max_tokens=2000, seed=LONG),
                        headers={"X-Request-Timeout": "0.5"}, timeout=60)
     assert reply.status_code == 504
     assert reply.json()["error"]["type"] == "timeout_error"
@@ -72,7 +77,8 @@ def test_deadline_while_queued(server: RunningServer) -> None:
     assert wait_for(lambda: _idle(server))
     # Long enough to hold the only slot well past the queued request's 0.3 s deadline.
     blocker = threading.Thread(target=lambda: httpx.post(
-        server.base_url + "/v1/chat/completions", json=chat_body(max_tokens=200), timeout=180))
+        server.base_url + "/v1/chat/completions", json=chat_body(max_tokens=200, seed=LONG),
+        timeout=180))
     blocker.start()
     assert wait_for(lambda: admin_state(server)["in_flight"] == 1)
     reply = httpx.post(server.base_url + "/v1/chat/completions", json=chat_body(),
@@ -86,7 +92,7 @@ def test_deadline_while_queued(server: RunningServer) -> None:
 def test_disconnect_cancels_the_work(server: RunningServer, stream: bool) -> None:
     assert wait_for(lambda: _idle(server))
     before = admin_state(server)["generated_events"]
-    body = chat_body(max_tokens=3000, stream=stream)
+    body = chat_body(max_tokens=3000, stream=stream, seed=LONG)
     with httpx.Client(timeout=httpx.Timeout(60, read=1.0)) as client:
         if stream:
             with client.stream("POST", server.base_url + "/v1/chat/completions",
