@@ -17,49 +17,34 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def test_v2_quota_of_the_process_cgroup(tmp_path: Path) -> None:
+# (the process's /proc/self/cgroup, files under the cgroup mount, the quota expected)
+TREES = {
+    "v2 quota of the process's cgroup": (
+        "0::/kubepods/pod1/box\n",
+        {"cpu.max": "max 100000\n", "kubepods/pod1/box/cpu.max": "150000 100000\n"}, 1.5),
+    "v2 a parent's quota binds when tighter": (
+        "0::/a/b\n", {"a/cpu.max": "100000 100000\n", "a/b/cpu.max": "max 100000\n"}, 1.0),
+    "v2 no quota anywhere": ("0::/a\n", {"a/cpu.max": "max 100000\n"}, None),
+    # Inside a container the cgroup is the mount's top, not under the host's path.
+    "v1 host path unseen inside a container": (
+        "4:memory:/docker/abc\n3:cpuset:/\n2:cpu,cpuacct:/docker/abc\n",
+        {"cpu,cpuacct/cpu.cfs_quota_us": "300000\n",
+         "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 3.0),
+    "v1 unlimited is minus one": (
+        "1:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"},
+        None),
+}
+
+
+@pytest.mark.parametrize(("cgroup", "files", "expected"), TREES.values(), ids=TREES.keys())
+def test_quota_read_from_a_cgroup_tree(tmp_path: Path, cgroup: str, files: dict[str, str],
+                                       expected: float | None) -> None:
     proc = tmp_path / "cgroup"
-    _write(proc, "0::/kubepods/pod1/box\n")
+    _write(proc, cgroup)
     root = tmp_path / "fs"
-    _write(root / "cpu.max", "max 100000\n")
-    _write(root / "kubepods/pod1/box/cpu.max", "150000 100000\n")
-    assert cgroup_cpu_quota(proc, root) == 1.5
-
-
-def test_v2_a_parent_quota_binds_when_tighter(tmp_path: Path) -> None:
-    proc = tmp_path / "cgroup"
-    _write(proc, "0::/a/b\n")
-    root = tmp_path / "fs"
-    _write(root / "a/cpu.max", "100000 100000\n")
-    _write(root / "a/b/cpu.max", "max 100000\n")
-    assert cgroup_cpu_quota(proc, root) == 1.0
-
-
-def test_v2_no_quota_anywhere(tmp_path: Path) -> None:
-    proc = tmp_path / "cgroup"
-    _write(proc, "0::/a\n")
-    root = tmp_path / "fs"
-    _write(root / "a/cpu.max", "max 100000\n")
-    assert cgroup_cpu_quota(proc, root) is None
-
-
-def test_v1_quota_with_the_host_path_unseen_inside_a_container(tmp_path: Path) -> None:
-    """The container sees its own cgroup at the mount's top, not under the host's path."""
-    proc = tmp_path / "cgroup"
-    _write(proc, "4:memory:/docker/abc\n3:cpuset:/\n2:cpu,cpuacct:/docker/abc\n")
-    root = tmp_path / "fs"
-    _write(root / "cpu,cpuacct/cpu.cfs_quota_us", "300000\n")
-    _write(root / "cpu,cpuacct/cpu.cfs_period_us", "100000\n")
-    assert cgroup_cpu_quota(proc, root) == 3.0
-
-
-def test_v1_unlimited_is_minus_one(tmp_path: Path) -> None:
-    proc = tmp_path / "cgroup"
-    _write(proc, "1:cpu:/\n")
-    root = tmp_path / "fs"
-    _write(root / "cpu/cpu.cfs_quota_us", "-1\n")
-    _write(root / "cpu/cpu.cfs_period_us", "100000\n")
-    assert cgroup_cpu_quota(proc, root) is None
+    for name, text in files.items():
+        _write(root / name, text)
+    assert cgroup_cpu_quota(proc, root) == expected
 
 
 def test_unreadable_or_malformed_files_mean_no_quota(tmp_path: Path) -> None:
